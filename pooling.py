@@ -1,0 +1,54 @@
+"""Token embeddings -> one sentence embedding, and the model call that produces them.
+
+BERT returns one vector per token; a sentence embedding is a pooled summary of them. Rows in a batch are
+padded to the same length, and pad positions still come out of BERT with (meaningless) vectors, so every
+pooling here reads the attention mask and lets padding count for nothing. The numerics follow
+sentence-transformers' `Pooling` module, so a saved model embeds the same in either library.
+"""
+import torch
+
+POOLINGS = ("mean", "cls", "max")
+# The flag each pooling sets in sentence-transformers' 1_Pooling/config.json.
+ST_POOLING_KEYS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
+                   "max": "pooling_mode_max_tokens"}
+
+
+def mean_pool(token_embeddings, attention_mask):
+    """Average of the real tokens. (B, T, D), (B, T) -> (B, D)."""
+    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)  # (B, T, 1): 1 on tokens, 0 on padding
+    summed = (token_embeddings * mask).sum(dim=1)  # (B, D): padding contributes zeros
+    # An all-padding row would divide by zero; the clamp turns it into a zero vector instead of NaN.
+    counts = mask.sum(dim=1).clamp(min=1e-9)  # (B, 1)
+    return summed / counts
+
+
+def cls_pool(token_embeddings, attention_mask):
+    """The first token's vector ([CLS]); padding sits at the end, so the mask is not needed."""
+    return token_embeddings[:, 0]  # (B, D)
+
+
+def max_pool(token_embeddings, attention_mask):
+    """Per-dimension max over the real tokens. Padding is set to -1e9 first so it never wins the max."""
+    mask = attention_mask.unsqueeze(-1).bool()  # (B, T, 1)
+    return token_embeddings.masked_fill(~mask, -1e9).max(dim=1).values  # (B, D)
+
+
+def pool(name, token_embeddings, attention_mask):
+    """The one entry point the scripts use: `pool("mean", tokens, mask)`."""
+    if name == "mean":
+        return mean_pool(token_embeddings, attention_mask)
+    if name == "cls":
+        return cls_pool(token_embeddings, attention_mask)
+    if name == "max":
+        return max_pool(token_embeddings, attention_mask)
+    raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLINGS)}")
+
+
+def embed(model, features, pooling="mean"):
+    """One tokenizer dict -> (B, D) sentence embeddings. The siamese network: the same model for every column.
+
+    `features` may hold token_type_ids or not; the model gets whatever the tokenizer produced."""
+    device = next(model.parameters()).device
+    features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
+    token_embeddings = model(**features).last_hidden_state  # (B, T, D)
+    return pool(pooling, token_embeddings, features["attention_mask"])
