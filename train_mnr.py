@@ -8,13 +8,12 @@ One GPU, the tutorial's full run (bert-base-uncased, SNLI + MultiNLI from the hu
 Every hyperparameter below is also a flag with the same name: BATCH_SIZE -> --batch-size 64.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -22,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import checkpoint
 import data_prep
-from pooling import POOLINGS, ST_POOLING_KEYS, embed
+import distributed
+from pooling import POOLINGS, embed
 
 # ---- hyperparameters: edit them here, or override any of them from the command line -----------------------
 # data
@@ -39,6 +40,8 @@ DROPOUT = None             # None keeps the model's own (0.1 for BERT); 0 switch
 SCALE = 20.0               # cosines live in [-1, 1]; x20 (temperature 0.05) makes the softmax peaked enough to learn
 # optimisation
 BATCH_SIZE = 32            # each query has BATCH_SIZE - 1 in-batch negatives: the knob that matters most
+                           # (with torchrun this stays the global batch, split over the processes)
+MINI_BATCH_SIZE = None     # GradCache: embed the batch this many rows at a time, so memory no longer grows with it
 EPOCHS = 1                 # one pass over 314k pairs is what the tutorial trained
 MAX_STEPS = None           # stop early after this many steps (smoke runs); None = all of EPOCHS
 LR = 2e-5                  # the usual BERT fine-tuning rate
@@ -55,7 +58,7 @@ DEVICE = "auto"            # "auto" = CUDA when present (with bf16 autocast), el
 
 # The block above as a dict (nanoGPT's trick): the flags, the log and the saved training_config.json use it.
 DEFAULTS = {k: v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, (bool, int, float, str, type(None)))}
-FLAG_TYPES = {"MAX_STEPS": int, "DROPOUT": float, "STS_DATA": str}  # types for the defaults that are None
+FLAG_TYPES = {"MAX_STEPS": int, "DROPOUT": float, "STS_DATA": str, "MINI_BATCH_SIZE": int}  # types for the defaults that are None
 FLAG_CHOICES = {"POOLING": POOLINGS}
 
 
@@ -78,8 +81,9 @@ def check_config(config):
     for name in ("LR", "SCALE", "EPOCHS", "BATCH_SIZE", "MAX_LENGTH"):
         if not config[name] > 0:
             raise data_prep.DataError(f"--{name.lower().replace('_', '-')} must be positive, got {config[name]}")
-    if config["MAX_STEPS"] is not None and config["MAX_STEPS"] <= 0:
-        raise data_prep.DataError(f"--max-steps must be positive, got {config['MAX_STEPS']}")
+    for name in ("MAX_STEPS", "MINI_BATCH_SIZE"):
+        if config[name] is not None and config[name] <= 0:
+            raise data_prep.DataError(f"--{name.lower().replace('_', '-')} must be positive, got {config[name]}")
     if not 0 <= config["WARMUP_RATIO"] <= 1:
         raise data_prep.DataError(f"--warmup-ratio must be within [0, 1], got {config['WARMUP_RATIO']}")
     if os.path.isfile(config["OUTPUT_DIR"]):
@@ -122,16 +126,20 @@ def cos_sim(a, b):
     return F.normalize(a, p=2, dim=1) @ F.normalize(b, p=2, dim=1).T
 
 
-def mnr_loss(anchor, positive, negatives=None, scale=20.0):
+def mnr_loss(anchor, positive, negatives=None, scale=20.0, rows=None):
     """Multiple Negatives Ranking loss (Henderson et al. 2017, "Efficient Natural Language Response Suggestion").
 
     Each anchor must pick its own positive out of every positive in the batch (and every hard negative): a
     B-way classification per anchor, scored by scaled cosine similarity and trained with cross-entropy.
-    anchor, positive: (B, D); negatives: None, (B, D), or a list of (B, D) -> scalar loss."""
+    anchor, positive: (B, D); negatives: None, (B, D), or a list of (B, D) -> scalar loss.
+    `rows`: with several processes, the slice of the (gathered) batch whose anchors this process owns; the
+    candidates stay the whole global batch. None = every row."""
+    rows = rows or slice(0, len(anchor))
     candidates = torch.cat([positive, *as_list(negatives)])  # (B*(1+k), D): positives first
-    scores = cos_sim(anchor, candidates) * scale  # (B, B*(1+k))
-    # Row i's right answer is column i (its own positive), so the labels are simply 0, 1, ..., B-1.
-    labels = torch.arange(len(anchor), device=anchor.device)  # (B,)
+    scores = cos_sim(anchor[rows], candidates) * scale  # (b, B*(1+k)), b = rows owned here (B in one process)
+    # Anchor i's right answer is column i (its own positive), so the labels are simply 0, 1, ..., B-1
+    # (this process's share of them); hard negatives sit after all positives and are never a label.
+    labels = torch.arange(rows.start, rows.stop, device=anchor.device)  # (b,)
     return F.cross_entropy(scores, labels)
 
 
@@ -144,7 +152,7 @@ def make_optimizer(model, lr, weight_decay):
     unshuffled loader: SNLI stores each premise's hypotheses next to each other, so its batches were full of
     repeated premises, i.e. false negatives. The library shuffled without duplicates, clipped gradients at
     1.0 and used AdamW, and those are the differences we keep."""
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n or "norm" in n]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "norm" in n.lower()]
     ids = {id(p) for p in no_decay}
     decay = [p for p in model.parameters() if id(p) not in ids]
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
@@ -156,17 +164,77 @@ def autocast(device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def batch_loss(embeddings, loss_fn, scale):
+    """Per-column embeddings of this process's rows -> the loss of its queries against the global batch.
+
+    In one process `gather` returns its input; under torchrun it concatenates every rank's rows (with their
+    graph), so each query here is ranked against all N x b candidates: the effective batch is the global one."""
+    embeddings = [distributed.gather(e.float()) for e in embeddings]  # the softmax over the batch runs in fp32
+    rows = distributed.local_rows(len(embeddings[0]))
+    return loss_fn(embeddings[0], embeddings[1], embeddings[2:] or None, scale=scale, rows=rows)
+
+
+def rng_state(device):
+    """Every RNG that dropout in a forward on `device` draws from (CPU always; the GPU's own when on CUDA)."""
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def set_rng_state(state, device):
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 def train_step(model, columns, loss_fn, config, device):
-    """One forward of every column with the same model, the loss over the whole batch, and its backward.
+    """Embed every column with the same model, compute the loss over the whole batch, and backpropagate.
 
     Columns are embedded one forward each rather than concatenated into one: each column is padded to its
     own longest row, and on short NLI sentences a shared forward pads anchors to the positives' length too
-    (measured: ~3,950 vs ~2,800 tokens per step at batch 32, and 2.7 vs 2.1 s/step on CPU)."""
-    with autocast(device):
-        embeddings = [embed(model, features, config["POOLING"]) for features in columns]
-    embeddings = [e.float() for e in embeddings]  # the softmax over the batch runs in fp32
-    loss = loss_fn(embeddings[0], embeddings[1], embeddings[2:] or None, scale=config["SCALE"])
+    (issue #3 measured ~3,950 vs ~2,800 tokens per step at batch 32, 2.7 vs 2.1 s/step on CPU).
+    Returns the loss, detached."""
+    pooling, chunk = config["POOLING"], config["MINI_BATCH_SIZE"]
+    if not chunk:
+        with autocast(device):
+            embeddings = [embed(model, features, pooling) for features in columns]
+        loss = batch_loss(embeddings, loss_fn, config["SCALE"])
+        loss.backward()
+        return loss.detach()
+
+    # GradCache (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup").
+    # The loss needs every embedding of the batch at once, but the encoder's activations are only needed to
+    # backpropagate into the encoder. So: embed in chunks without keeping activations, get the loss's gradient
+    # with respect to each embedding, then redo each chunk's forward with a graph and push that gradient in.
+    # Memory is one chunk's activations plus B x D embeddings, for any batch size; the price is a 2nd forward.
+    chunks = [(c, {k: v[i:i + chunk] for k, v in features.items()})
+              for c, features in enumerate(columns) for i in range(0, len(features["input_ids"]), chunk)]
+    encoder = getattr(model, "module", model)  # the no-graph pass needs none of DDP's gradient hooks
+
+    # (1) Embed every chunk without a graph. Dropout draws from the RNG, so remember the state each chunk
+    #     starts from: the replay in (3) must drop the same units, or its gradient belongs to another forward.
+    states, cached = [], []
+    with torch.no_grad(), autocast(device):
+        for _, features in chunks:
+            states.append(rng_state(device))
+            cached.append(embed(encoder, features, pooling).float())
+    end_state = rng_state(device)
+
+    # (2) The loss on the cached embeddings, as leaves that collect d loss / d embedding.
+    leaves = [e.requires_grad_() for e in cached]
+    embeddings = [torch.cat([e for (c, _), e in zip(chunks, leaves) if c == column]) for column in range(len(columns))]
+    loss = batch_loss(embeddings, loss_fn, config["SCALE"])
     loss.backward()
+
+    # (3) Replay each chunk with a graph under its saved RNG state and backpropagate the cached gradient:
+    #     d loss / d params = sum over chunks of (d loss / d e) . (d e / d params). The dot product is taken in
+    #     fp32. Under DDP, gradients are all-reduced once, on the last chunk, not once per chunk.
+    for i, (_, features) in enumerate(chunks):
+        set_rng_state(states[i], device)
+        last = i == len(chunks) - 1
+        with (contextlib.nullcontext() if last or encoder is model else model.no_sync()):
+            with autocast(device):
+                replayed = embed(model, features, pooling)
+            (replayed.float() * leaves[i].grad).sum().backward()
+    set_rng_state(end_state, device)  # continue the RNG stream as if each chunk had run once
     return loss.detach()
 
 
@@ -179,12 +247,15 @@ def seed_everything(seed):
 def train(config, loss_fn=mnr_loss):
     """The whole run, top to bottom: data, model, optimiser, loop, save. Returns the output folder."""
     check_config(config)
-    seed_everything(config["SEED"])
-    device = torch.device("cuda" if config["DEVICE"] == "auto" and torch.cuda.is_available()
-                          else "cpu" if config["DEVICE"] == "auto" else config["DEVICE"])
-    print(json.dumps(config))
+    rank, world, device = distributed.setup(config["DEVICE"])
+    master = rank == 0  # only rank 0 prints, logs, evaluates and saves
+    print0 = print if master else (lambda *a, **k: None)
+    seed_everything(config["SEED"])  # the same seed on every rank: identical initial weights and dropout streams
+    print0(json.dumps(config))
 
-    # 1. NLI pairs (or triplets) and this run's batches: duplicate-free, fixed by the seed.
+    # 1. NLI pairs (or triplets) and this run's batches: duplicate-free, fixed by the seed. Every rank draws
+    #    the same global batches and embeds only its own slice of each, so ranks see disjoint rows and all run
+    #    the same number of steps (a rank with one step more would wait forever for the others).
     nli = data_prep.load_nli(config["NLI_DATA"])
     rows = data_prep.make_rows(nli, hard_negatives=config["HARD_NEGATIVES"])
     if not rows:
@@ -193,35 +264,40 @@ def train(config, loss_fn=mnr_loss):
     schedule = [batch for epoch in range(config["EPOCHS"])
                 for batch in data_prep.epoch_batches(rows, config["BATCH_SIZE"], config["SEED"], epoch)]
     total_steps = min(len(schedule), config["MAX_STEPS"] or len(schedule))
+    mine = distributed.local_rows(config["BATCH_SIZE"])
 
-    # 2. Model and tokenizer.
+    # 2. Model and tokenizer. Under torchrun, DDP averages gradients over ranks after each backward.
     model, tokenizer = load_model(config["MODEL_NAME"], config["DROPOUT"])
     model.to(device)
+    encoder = model
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
     # 3. Optimiser and the linear warmup/decay schedule.
     from transformers import get_linear_schedule_with_warmup
-    optimizer = make_optimizer(model, config["LR"], config["WEIGHT_DECAY"])
+    optimizer = make_optimizer(encoder, config["LR"], config["WEIGHT_DECAY"])
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config["WARMUP_RATIO"] * total_steps), total_steps)
 
     sts = None
-    if config["STS_DATA"]:
+    if config["STS_DATA"] and master:
         import evaluate_sts
         sts = evaluate_sts.load_sts(config["STS_DATA"], "dev")
 
-    print(f"rows: {len(rows)}  steps: {total_steps}  batch: {config['BATCH_SIZE']} "
-          f"(each query against {config['BATCH_SIZE'] * (len(rows[0]) - 1) - 1} in-batch negatives)  device: {device}")
+    negatives = config["BATCH_SIZE"] * (len(rows[0]) - 1) - 1
+    print0(f"rows: {len(rows)}  steps: {total_steps}  global batch: {config['BATCH_SIZE']} = {world} process(es) "
+           f"x {config['BATCH_SIZE'] // world}  (each query against {negatives} in-batch negatives)  device: {device}")
     os.makedirs(config["OUTPUT_DIR"], exist_ok=True)
-    log = open(os.path.join(config["OUTPUT_DIR"], "train_log.jsonl"), "w")
+    log = open(os.path.join(config["OUTPUT_DIR"], "train_log.jsonl"), "w") if master else None
 
     # 4. The loop. Evaluation sits at the top of an iteration, so the baseline (step 0) and the final score
-    # (last_step) each happen exactly once; the last iteration only evaluates.
-    progress = tqdm(total=total_steps, desc="train", mininterval=1.0, dynamic_ncols=True)
+    #    (last_step) each happen exactly once; the last iteration only evaluates.
+    progress = tqdm(total=total_steps, desc="train", mininterval=1.0, dynamic_ncols=True, disable=not master)
     for step in range(total_steps + 1):
         last_step = step == total_steps
         if sts and (step == 0 or last_step or (config["EVAL_EVERY"] and step % config["EVAL_EVERY"] == 0)):
-            encoder = (model, tokenizer, config["POOLING"], config["MAX_LENGTH"])
-            score = evaluate_sts.evaluate(encoder, *sts)
-            print(f"\nstep {step}: STSb dev spearman {score['spearman']:.4f}", file=sys.stderr)
+            score = evaluate_sts.evaluate((encoder, tokenizer, config["POOLING"], config["MAX_LENGTH"]), *sts)
+            progress.write(f"step {step}: STSb dev spearman {score['spearman']:.4f}")
             log.write(json.dumps({"step": step, "sts_dev_spearman": score["spearman"]}) + "\n")
             log.flush()
         if last_step:
@@ -229,9 +305,9 @@ def train(config, loss_fn=mnr_loss):
 
         t0 = time.perf_counter()
         model.train()
-        batch_rows = [rows[i] for i in schedule[step]]
+        batch_rows = [rows[i] for i in schedule[step][mine]]
         columns = data_prep.collate(batch_rows, tokenizer, config["MAX_LENGTH"], config["PAD_TO_MAX_LENGTH"])
-        loss = train_step(model, columns, loss_fn, config, device)
+        loss = distributed.mean_across_ranks(train_step(model, columns, loss_fn, config, device))
         loss_value = loss.item()  # a CPU-GPU sync point, once per step; the NaN check below needs it anyway
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"step {step}: loss is {loss_value}; the learning rate ({config['LR']}) "
@@ -241,79 +317,29 @@ def train(config, loss_fn=mnr_loss):
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        lr = scheduler.get_last_lr()[0]
-        pairs_per_s = len(batch_rows) / (time.perf_counter() - t0)
-        log.write(json.dumps({"step": step + 1, "loss": loss_value, "lr": lr, "pairs_per_s": pairs_per_s}) + "\n")
-        log.flush()
-        progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
+        if master:
+            lr = scheduler.get_last_lr()[0]
+            pairs_per_s = config["BATCH_SIZE"] / (time.perf_counter() - t0)
+            log.write(json.dumps({"step": step + 1, "loss": loss_value, "lr": lr, "pairs_per_s": pairs_per_s}) + "\n")
+            log.flush()
+            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
         progress.update()
     progress.close()
-    log.close()
 
     # 5. Save: transformers weights + tokenizer, plus the files sentence-transformers reads.
-    save_model(model, tokenizer, config["OUTPUT_DIR"], config)
-    print(f"saved to {config['OUTPUT_DIR']}")
+    if master:
+        log.close()
+        checkpoint.save_model(encoder, tokenizer, config["OUTPUT_DIR"], config)
+        print(f"saved to {config['OUTPUT_DIR']}")
+    distributed.cleanup()
     return config["OUTPUT_DIR"]
 
 
-# ---- 5. Saving ---------------------------------------------------------------------------------------------
-
-def write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
-
-
-KEEP_PREFIXES = ("train_log", "checkpoint-")
-
-
-def save_model(model, tokenizer, output_dir, config):
-    """Write a folder that `transformers.AutoModel`, our evaluators and `SentenceTransformer(output_dir)` all
-    load with the same pooling. It is written to a temporary sibling and swapped in only when complete, so a
-    crash mid-save leaves the previous model intact; other files already in `output_dir` (the training
-    log, checkpoints) are carried over."""
-    output_dir = os.path.abspath(output_dir)
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the final folder should read like any other
-    try:
-        getattr(model, "module", model).save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        dim = getattr(model, "module", model).config.hidden_size
-        write_json(os.path.join(tmp, "modules.json"), [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])
-        write_json(os.path.join(tmp, "sentence_bert_config.json"),
-                   {"max_seq_length": config["MAX_LENGTH"], "do_lower_case": False})
-        os.makedirs(os.path.join(tmp, "1_Pooling"))
-        write_json(os.path.join(tmp, "1_Pooling", "config.json"),
-                   {"word_embedding_dimension": dim, "pooling_mode_mean_sqrt_len_tokens": False,
-                    **{key: name == config["POOLING"] for name, key in ST_POOLING_KEYS.items()}})
-        write_json(os.path.join(tmp, "config_sentence_transformers.json"),
-                   {"similarity_fn_name": "cosine", "prompts": {}, "default_prompt_name": None})
-        write_json(os.path.join(tmp, "training_config.json"), config)
-        if os.path.isdir(output_dir):
-            for entry in os.listdir(output_dir):  # keep the run's log and checkpoints, not an old model's files
-                if entry.startswith(KEEP_PREFIXES) and not os.path.exists(os.path.join(tmp, entry)):
-                    shutil.move(os.path.join(output_dir, entry), os.path.join(tmp, entry))
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.old-", dir=parent)
-            os.rename(output_dir, os.path.join(old, "model"))
-            os.rename(tmp, output_dir)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def main(argv=None, defaults=DEFAULTS, loss_fn=mnr_loss, choices=FLAG_CHOICES):
+def main(argv=None, defaults=DEFAULTS, choose_loss=lambda config: mnr_loss, choices=FLAG_CHOICES):
     """Command-line entry, shared with train_bidirectional.py: parse flags, train, turn known errors into one line."""
     config = parse_config(defaults, argv, choices)
     try:
-        train(config, loss_fn if callable(loss_fn) else loss_fn(config))
+        train(config, choose_loss(config))
     except (data_prep.DataError, FloatingPointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

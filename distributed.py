@@ -1,0 +1,88 @@
+"""Data parallel training across processes, the few pieces it needs. Started by torchrun, which sets RANK.
+
+Every process holds a full copy of the model and embeds its share of the global batch. For in-batch negatives
+that is not enough: each query must be scored against the *whole* global batch, so the embeddings are
+all-gathered (with their graph) before the loss. One process = world size 1, and every function here is then
+a no-op, so the same training script runs on CPU, on one GPU and on N GPUs.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+from data_prep import DataError
+
+
+def setup(device_flag="auto"):
+    """-> (rank, world_size, device). Joins the process group when started by torchrun (RANK is set)."""
+    if "RANK" not in os.environ:
+        device = torch.device("cuda" if device_flag == "auto" and torch.cuda.is_available()
+                              else "cpu" if device_flag == "auto" else device_flag)
+        return 0, 1, device
+    use_cuda = device_flag != "cpu" and torch.cuda.is_available()
+    # NCCL moves GPU tensors GPU-to-GPU; gloo is the CPU backend (and what the tests here use).
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return dist.get_rank(), dist.get_world_size(), torch.device("cuda", local_rank)
+    return dist.get_rank(), dist.get_world_size(), torch.device("cpu")
+
+
+def world_size():
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class _AllGather(torch.autograd.Function):
+    """(b, D) on each of N ranks -> (N*b, D) on every rank, rank 0's rows first, keeping the graph.
+
+    Why the backward is an all-reduce: each rank's loss used the whole gathered matrix, so the rows this rank
+    contributed received gradient from every rank's loss, and only this rank can push that gradient back
+    through its own forward. Summing the gathered gradient over ranks and keeping this rank's slice gives
+    it d(sum of all ranks' losses)/d(its rows). DDP then averages parameter gradients over the N ranks,
+    which turns that sum into the gradient of the mean loss over the global batch: exactly what one
+    process with the whole batch would compute. (Returning the slice without the all-reduce would silently
+    drop every other rank's contribution to this rank's gradient.)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        rows = grad.shape[0] // dist.get_world_size()
+        rank = dist.get_rank()
+        return grad[rank * rows:(rank + 1) * rows]
+
+
+def gather(x):
+    """All ranks' rows of `x`, differentiable; `x` itself in a single process."""
+    return _AllGather.apply(x) if world_size() > 1 else x
+
+
+def local_rows(batch_size):
+    """The slice of the global batch this rank embeds (and whose queries' losses it computes)."""
+    n, rank = world_size(), (dist.get_rank() if world_size() > 1 else 0)
+    if batch_size % n:
+        raise DataError(f"the global batch size {batch_size} must divide evenly over {n} processes")
+    per_rank = batch_size // n
+    return slice(rank * per_rank, (rank + 1) * per_rank)
+
+
+def mean_across_ranks(value):
+    """A scalar tensor averaged over ranks: the global-batch loss, for logging and the NaN check."""
+    if world_size() == 1:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / world_size()
+
+
+def cleanup():
+    if world_size() > 1:
+        dist.barrier()
+        dist.destroy_process_group()
