@@ -54,12 +54,12 @@ def _read_jsonl(path, keys):
     rows = []
     with open(path, encoding="utf-8") as f:
         try:
-            for n, line in enumerate(f, 1):  # line by line: a corpus file can be larger than memory allows twice
+            for n, line in enumerate(f, 1):  # streamed: BEIR corpus files run to gigabytes
                 if line.strip():
                     try:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as e:
-                        raise data_prep.DataError(f"{path}:{n}: bad JSON line ({e})") from None
+                        raise data_prep.DataError(f"{path}:{n}: bad JSON line ({e.msg}, column {e.colno})") from None
                     if not isinstance(rows[-1], dict) or not all(k in rows[-1] for k in keys):
                         raise data_prep.DataError(f"{path}:{n}: expected a JSON object with {', '.join(keys)}")
         except UnicodeDecodeError as e:
