@@ -82,6 +82,15 @@ def mean_across_ranks(value):
     return value / world_size()
 
 
+def gather_objects(obj):
+    """A picklable object from every rank -> the list of them, on every rank (used for RNG states)."""
+    if world_size() == 1:
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def cleanup():
     if world_size() > 1:
         dist.barrier()

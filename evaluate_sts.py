@@ -18,7 +18,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 
 import data_prep
-from pooling import ST_POOLING_KEYS, embed
+from pooling import ST_POOLING_KEYS, embed, load_model
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")
 # split -> (dataset, config, hub split, score column, divide by): the tutorial's GLUE validation for dev;
@@ -59,7 +59,6 @@ def load_sts(source, split="dev"):
 def load_encoder(name_or_path):
     """A saved folder or hub name -> (model, tokenizer, pooling, max_length), pooling read from the folder's
     sentence-transformers config (1_Pooling/config.json), mean when there is none."""
-    from train_mnr import load_model
     model, tokenizer = load_model(name_or_path)
     pooling, max_length = "mean", 128
     pooling_config = os.path.join(name_or_path, "1_Pooling", "config.json")

