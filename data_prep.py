@@ -191,9 +191,9 @@ def epoch_batches(rows, batch_size, seed, epoch=0):
 
     Deterministic for (seed, epoch); each epoch is a new shuffle. Greedy: walk a shuffled order and put a
     row in the first batch it fits without a clash; a row that clashes waits and gets first pick at the next
-    batch. Every row is used at most once per epoch. Leftovers are dropped: the last incomplete batch and any
+    batch. Every row is used at most once per epoch. Leftovers are dropped: the last incomplete batch, any
     row that never found a batch without a clash (with rows that share text this happens to a handful at the
-    end). Dropping keeps every batch the same size, so each query always has the same number of negatives
+    end), and rows that repeat a text within themselves (an anchor identical to its positive teaches nothing). Dropping keeps every batch the same size, so each query always has the same number of negatives
     and a batch splits evenly across processes. The next epoch's shuffle drops different rows."""
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
@@ -202,11 +202,13 @@ def epoch_batches(rows, batch_size, seed, epoch=0):
     order = list(range(len(rows)))
     random.Random(f"{seed}-{epoch}").shuffle(order)
     waiting = dict.fromkeys(order)  # insertion-ordered: rows that clashed stay at the front, first in line
+    # A row whose own columns repeat a text (premise == hypothesis: 34 of the local pairs) never fits either.
+    self_repeating = {j for j, row in enumerate(rows) if len(set(row)) < len(row)}
     batches = []
     while True:
         batch, texts = [], set()
         for j in waiting:
-            if texts.isdisjoint(rows[j]):
+            if texts.isdisjoint(rows[j]) and j not in self_repeating:
                 batch.append(j)
                 texts.update(rows[j])
                 if len(batch) == batch_size:

@@ -32,9 +32,11 @@ def cls_pool(token_embeddings, attention_mask):
 
 
 def max_pool(token_embeddings, attention_mask):
-    """Per-dimension max over the real tokens. Padding is set to -1e9 first so it never wins the max."""
+    """Per-dimension max over the real tokens. Padding is set to the dtype's lowest value first, so it never
+    wins the max (a fixed -1e9 would overflow fp16)."""
     mask = attention_mask.unsqueeze(-1).bool()  # (B, T, 1)
-    return token_embeddings.masked_fill(~mask, -1e9).max(dim=1).values  # (B, D)
+    lowest = torch.finfo(token_embeddings.dtype).min
+    return token_embeddings.masked_fill(~mask, lowest).max(dim=1).values  # (B, D)
 
 
 def pool(name, token_embeddings, attention_mask):

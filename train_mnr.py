@@ -316,12 +316,12 @@ def train(config, loss_fn=mnr_loss):
             raise FloatingPointError(f"step {step}: loss is {loss_value}; the learning rate ({config['LR']}) "
                                      f"or the scale ({config['SCALE']}) is likely too high")
         torch.nn.utils.clip_grad_norm_(model.parameters(), config["MAX_GRAD_NORM"])
+        lr = scheduler.get_last_lr()[0]  # the rate this step uses (warmup starts at 0, as in transformers)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
         if master:
-            lr = scheduler.get_last_lr()[0]
             pairs_per_s = config["BATCH_SIZE"] / (time.perf_counter() - t0)
             log.write(json.dumps({"step": step + 1, "loss": loss_value, "lr": lr, "pairs_per_s": pairs_per_s}) + "\n")
             log.flush()
