@@ -163,3 +163,16 @@ def load_checkpoint(path, model, optimizer, scheduler, config):
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state["step"], state["rng"]
+
+
+def open_log(output_dir, start_step):
+    """The JSONL metrics log. A resumed run drops what the interrupted run logged after its checkpoint."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "train_log.jsonl")
+    kept = []
+    if start_step and os.path.exists(path):
+        with open(path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= start_step]
+    log = open(path, "w")
+    log.writelines(kept)
+    return log

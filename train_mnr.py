@@ -24,6 +24,7 @@ from tqdm import tqdm
 import checkpoint
 import data_prep
 import distributed
+import packing
 from pooling import POOLINGS, embed, load_model  # noqa: F401 (load_model: step 2)
 
 # ---- hyperparameters: edit them here, or override any of them from the command line -----------------------
@@ -32,6 +33,7 @@ NLI_DATA = "hub"           # "hub" = SNLI + MultiNLI train as in the tutorial; o
 HARD_NEGATIVES = False     # rows become (anchor, positive, contradiction): one hard negative per query
 MAX_LENGTH = 128           # tokens kept per sentence; NLI sentences rarely come near it
 PAD_TO_MAX_LENGTH = False  # pad every row to MAX_LENGTH as the tutorial did; only useful to measure the waste
+PACK_SEQUENCES = True      # lay sentences end to end in one forward, no padding computed (packing.py); exact
 # model
 MODEL_NAME = "bert-base-uncased"  # a hub name or a local folder
 POOLING = "mean"           # mean of the real tokens, as SBERT; "cls" and "max" also exist
@@ -156,17 +158,24 @@ def batch_loss(embeddings, loss_fn, scale):
     return loss_fn(embeddings[0], embeddings[1], embeddings[2:] or None, scale=scale, rows=rows)
 
 
+def embed_columns(model, columns, config):
+    """Per-column tokenizer dicts -> per-column (n, D) embeddings, all from the same model (siamese).
+
+    Packed (packing.py) when possible: the same embeddings without computing padding. Otherwise one forward
+    per column, each padded to its own longest row: a shared padded forward would pad anchors to the
+    positives' length too (issue #3 measured ~3,950 vs ~2,800 tokens per step at batch 32, 2.7 vs 2.1 s/step)."""
+    if config["PACK_SEQUENCES"] and not config["PAD_TO_MAX_LENGTH"] and packing.can_pack(model):
+        return packing.embed_packed(model, columns, config["POOLING"])
+    return [embed(model, features, config["POOLING"]) for features in columns]
+
+
 def train_step(model, columns, loss_fn, config, device):
     """Embed every column with the same model, compute the loss over the whole batch, and backpropagate.
-
-    Columns are embedded one forward each rather than concatenated into one: each column is padded to its
-    own longest row, and on short NLI sentences a shared forward pads anchors to the positives' length too
-    (issue #3 measured ~3,950 vs ~2,800 tokens per step at batch 32, 2.7 vs 2.1 s/step on CPU).
     Returns the loss, detached."""
-    pooling, chunk = config["POOLING"], config["MINI_BATCH_SIZE"]
+    chunk = config["MINI_BATCH_SIZE"]
     if not chunk:
         with autocast(device):
-            embeddings = [embed(model, features, pooling) for features in columns]
+            embeddings = embed_columns(model, columns, config)
         loss = batch_loss(embeddings, loss_fn, config["SCALE"])
         loss.backward()
         return loss.detach()
@@ -186,7 +195,7 @@ def train_step(model, columns, loss_fn, config, device):
     with torch.no_grad(), autocast(device):
         for _, features in chunks:
             states.append(checkpoint.rng_state(device))
-            cached.append(embed(encoder, features, pooling).float())
+            cached.append(embed_columns(encoder, [features], config)[0].float())
     end_state = checkpoint.rng_state(device)
 
     # (2) The loss on the cached embeddings, as leaves that collect d loss / d embedding.
@@ -203,23 +212,10 @@ def train_step(model, columns, loss_fn, config, device):
         last = i == len(chunks) - 1
         with (contextlib.nullcontext() if last or encoder is model else model.no_sync()):
             with autocast(device):
-                replayed = embed(model, features, pooling)
+                replayed = embed_columns(model, [features], config)[0]
             (replayed.float() * leaves[i].grad).sum().backward()
     checkpoint.set_rng_state(end_state, device)  # continue the RNG stream as if each chunk had run once
     return loss.detach()
-
-
-def open_log(output_dir, start_step):
-    """The JSONL metrics log. A resumed run drops what the interrupted run logged after its checkpoint."""
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "train_log.jsonl")
-    kept = []
-    if start_step and os.path.exists(path):
-        with open(path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= start_step]
-    log = open(path, "w")
-    log.writelines(kept)
-    return log
 
 
 def seed_everything(seed):
@@ -282,7 +278,7 @@ def train(config, loss_fn=mnr_loss):
     print0(f"rows: {len(rows)}  steps: {total_steps}  global batch: {config['BATCH_SIZE']} = {world} process(es) "
            f"x {config['BATCH_SIZE'] // world}  (each query against {negatives} in-batch negatives)  device: {device}")
     os.makedirs(config["OUTPUT_DIR"], exist_ok=True)
-    log = open_log(config["OUTPUT_DIR"], start_step) if master else None
+    log = checkpoint.open_log(config["OUTPUT_DIR"], start_step) if master else None
     if rng:
         checkpoint.set_all_rng_states(rng[rank], device)  # last, so nothing above draws from the restored streams
 

@@ -36,7 +36,7 @@ def test_cached_step_equals_plain_step(setup, kind, loss_fn):
     assert cached_loss.item() == pytest.approx(plain_loss.item(), abs=1e-6)
     assert plain.keys() == cached.keys() and len(plain) > 10
     for name in plain:
-        assert torch.allclose(plain[name], cached[name], atol=1e-6, rtol=1e-4), name
+        assert torch.allclose(plain[name], cached[name], atol=1e-5, rtol=1e-4), name
     assert sum(g.abs().sum() for g in plain.values()) > 0
 
 
@@ -49,13 +49,14 @@ def test_replay_reproduces_first_pass_with_dropout_on(setup, monkeypatch):
             module.p = 0.1
     columns = data_prep.collate(rows["triplets"], tokenizer)
     calls = []
-    real_embed = train_mnr.embed
-    def recording_embed(*args, **kwargs):
-        out = real_embed(*args, **kwargs)
-        calls.append(out.detach().clone())
+    real_embed_columns = train_mnr.embed_columns
+
+    def recording(*args, **kwargs):
+        out = real_embed_columns(*args, **kwargs)
+        calls.append(out[0].detach().clone())
         return out
 
-    monkeypatch.setattr(train_mnr, "embed", recording_embed)
+    monkeypatch.setattr(train_mnr, "embed_columns", recording)
     step(model, columns, train_mnr.mnr_loss, 6)
     n = len(calls) // 2
     assert n == 3 * 4  # three columns, four chunks each: one no-graph pass, one replay
@@ -63,6 +64,7 @@ def test_replay_reproduces_first_pass_with_dropout_on(setup, monkeypatch):
         assert torch.equal(first, replay)
     # ...and dropout really is on: two forwards from the same start state without the restore differ.
     model.train()
-    a = real_embed(model, columns[0])
-    b = real_embed(model, columns[0])
+    config = train_mnr.DEFAULTS
+    a = real_embed_columns(model, columns[:1], config)[0]
+    b = real_embed_columns(model, columns[:1], config)[0]
     assert not torch.equal(a, b)

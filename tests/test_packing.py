@@ -1,0 +1,78 @@
+"""Sequence packing gives the padded path's embeddings, losses and gradients (packing.py)."""
+import copy
+
+import pytest
+import torch
+
+import data_prep
+import packing
+import train_mnr
+from pooling import POOLINGS, embed, load_model
+
+
+@pytest.fixture(scope="module")
+def triplets(nli_dir):
+    return data_prep.make_rows(data_prep.load_nli(nli_dir), hard_negatives=True)[:24]
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("which", ["tiny", "minilm"])
+def test_packed_embeddings_equal_padded(triplets, tiny_model_dir, minilm_path, pooling, which):
+    model, tokenizer = load_model(tiny_model_dir if which == "tiny" else str(minilm_path))
+    model.eval()
+    columns = data_prep.collate(triplets, tokenizer)
+    with torch.no_grad():
+        padded = [embed(model, c, pooling) for c in columns]
+        packed = packing.embed_packed(model, columns, pooling, width=64)  # narrow rows: many sentences share one
+    for a, b in zip(padded, packed):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+
+
+def test_rows_hold_several_sentences_and_little_padding(triplets, tiny_model_dir):
+    _, tokenizer = load_model(tiny_model_dir)
+    columns = data_prep.collate(triplets, tokenizer)
+    ids, positions, mask, places = packing.pack(columns, width=64)
+    real = sum(int(c["attention_mask"].sum()) for c in columns)
+    assert ids.shape[0] < sum(len(p) for p in places) / 2  # at least two sentences per row on average
+    assert (ids != 0).sum() == real  # every real token placed exactly once, nothing else but padding
+    for column, spots in zip(columns, places):  # each sentence's tokens and positions land where recorded
+        for i, (row, start, n) in enumerate(spots.tolist()):
+            assert torch.equal(ids[row, start:start + n], column["input_ids"][i, :n])
+            assert torch.equal(positions[row, start:start + n], torch.arange(n))
+            block = mask[row, 0, start:start + n]
+            assert block[:, start:start + n].all() and block.sum() == n * n  # attends to itself only
+
+
+def test_sentence_longer_than_width_gets_its_own_row(tiny_model_dir):
+    model, tokenizer = load_model(tiny_model_dir)
+    model.eval()
+    rows = [("word " * 90, "short one"), ("another short", "and " * 70)]
+    columns = data_prep.collate(rows, tokenizer)
+    with torch.no_grad():
+        packed = packing.embed_packed(model, columns, "mean", width=32)
+        padded = [embed(model, c, "mean") for c in columns]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(padded, packed))
+
+
+@pytest.mark.parametrize("mini_batch_size", [None, 8])
+def test_training_step_loss_and_gradients_equal_padded(triplets, tiny_model_dir, mini_batch_size):
+    model, tokenizer = load_model(tiny_model_dir, dropout=0.0)
+    columns = data_prep.collate(triplets, tokenizer)
+    results = []
+    for pack in (False, True):
+        m = copy.deepcopy(model)
+        config = dict(train_mnr.DEFAULTS, PACK_SEQUENCES=pack, MINI_BATCH_SIZE=mini_batch_size)
+        loss = train_mnr.train_step(m, columns, train_mnr.mnr_loss, config, torch.device("cpu"))
+        results.append((loss.item(), {n: p.grad for n, p in m.named_parameters()}))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert loss_a == pytest.approx(loss_b, abs=1e-5)
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_only_models_with_positions_from_zero_are_packed(tiny_model_dir):
+    model, _ = load_model(tiny_model_dir)
+    assert packing.can_pack(model)
+    model.config.model_type = "roberta"  # positions offset by the padding id: packing would misplace them
+    assert not packing.can_pack(model)
