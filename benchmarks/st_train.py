@@ -1,0 +1,100 @@
+"""The peer run: sentence-transformers' own trainer on the same rows, model, batch, steps and seed as train_mnr.py.
+
+    python benchmarks/st_train.py --model-name MODEL --nli-data ../shared/data/nli --output-dir output/st-mnr \\
+        [--batch-size 32] [--max-steps N] [--sts-data ../shared/data/stsb --eval-every 100]
+
+SentenceTransformerTrainer, MultipleNegativesRankingLoss (defaults: scale 20, cosine) and the NO_DUPLICATES
+batch sampler; AdamW at 2e-5 with weight decay 0.01, linear warmup over 10 % of the steps, gradient norm
+clipped at 1: the recipe of train_mnr.py. The rows come from our data_prep (same pairs), the batch order from
+the library's own sampler. Writes the saved model and `train_log.jsonl` in train_mnr.py's format (step, loss,
+lr, pairs_per_s; sts_dev_spearman lines), so compare_runs.py and the plots read both alike.
+Benchmark code: it may import sentence-transformers and accelerate (requirements-bench.txt); product code never does.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import data_prep  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-name", required=True)
+    parser.add_argument("--nli-data", required=True)
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-steps", type=int, default=None, help="default: one epoch of our duplicate-free batches")
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--sts-data", default=None)
+    parser.add_argument("--eval-every", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments, losses)
+    from sentence_transformers.training_args import BatchSamplers
+    from transformers import TrainerCallback
+
+    rows = data_prep.make_rows(data_prep.load_nli(args.nli_data))
+    steps = args.max_steps or len(data_prep.epoch_batches(rows, args.batch_size, args.seed))
+    train = Dataset.from_dict({"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows]})
+    model = SentenceTransformer(args.model_name, device="cuda" if torch.cuda.is_available() else "cpu")
+    model.max_seq_length = 128
+    evaluator = None
+    if args.sts_data:
+        import evaluate_sts
+        from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+        pairs, gold = evaluate_sts.load_sts(args.sts_data, "dev")
+        evaluator = EmbeddingSimilarityEvaluator([a for a, _ in pairs], [b for _, b in pairs], gold, name="sts-dev")
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    log = open(os.path.join(args.output_dir, "train_log.jsonl"), "w")
+
+    class JsonlLog(TrainerCallback):
+        """Our log format, written as the library reports; a step's time runs from its begin to its end event."""
+        rate = None
+
+        def on_step_begin(self, a, state, control, **kw):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, a, state, control, **kw):
+            self.rate = args.batch_size / (time.perf_counter() - self.start)
+
+        def on_log(self, a, state, control, logs=None, **kw):
+            if "loss" in logs:
+                log.write(json.dumps({"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
+                                      "pairs_per_s": self.rate}) + "\n")
+            for key, value in logs.items():
+                if key.endswith("spearman_cosine"):
+                    log.write(json.dumps({"step": state.global_step, "sts_dev_spearman": value}) + "\n")
+            log.flush()
+
+    training_args = SentenceTransformerTrainingArguments(
+        output_dir=os.path.join(args.output_dir, "trainer"), per_device_train_batch_size=args.batch_size,
+        max_steps=steps, learning_rate=args.lr, warmup_steps=int(0.1 * steps), lr_scheduler_type="linear",
+        weight_decay=0.01, max_grad_norm=1.0, seed=args.seed, data_seed=args.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=1, save_strategy="no", report_to=[],
+        eval_strategy="steps" if evaluator and args.eval_every else "no", eval_steps=args.eval_every or None,
+        dataloader_drop_last=True, disable_tqdm=False)
+    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train,
+                                         loss=losses.MultipleNegativesRankingLoss(model), evaluator=evaluator,
+                                         callbacks=[JsonlLog()])
+    if evaluator:
+        log.write(json.dumps({"step": 0, "sts_dev_spearman": evaluator(model)["sts-dev_spearman_cosine"]}) + "\n")
+    trainer.train()
+    if evaluator and not (args.eval_every and steps % args.eval_every == 0):  # the trainer scored the last step already
+        log.write(json.dumps({"step": steps, "sts_dev_spearman": evaluator(model)["sts-dev_spearman_cosine"]}) + "\n")
+    log.close()
+    model.save(args.output_dir)
+    print(f"saved to {args.output_dir}")
+
+
+if __name__ == "__main__":
+    main()
