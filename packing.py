@@ -33,38 +33,35 @@ def pack(columns, width=WIDTH):
     First-fit decreasing: longest sentences first, each into the first row with room (a sentence longer than
     `width` gets a row of its own length). Returns (input_ids (R, W), position_ids (R, W), mask (R, 1, W, W),
     places: for every column a (n, 3) tensor of (row, start, length))."""
-    lengths = [c["attention_mask"].sum(dim=1).tolist() for c in columns]
-    items = sorted(((n, c, i) for c, col in enumerate(lengths) for i, n in enumerate(col)), reverse=True)
-    width = max(width, items[0][0])
-    free, where = [], {}  # free[r]: tokens left in row r; where[(c, i)] = (row, start)
-    for n, c, i in items:
-        row = next((r for r, room in enumerate(free) if room >= n), None)
-        if row is None:
+    lengths = torch.cat([c["attention_mask"].sum(dim=1) for c in columns])  # (N,) all sentences, column-major
+    width = max(width, int(lengths.max()))
+    # Choosing rows is bookkeeping on N small integers (a few hundred per step), not tensor work.
+    row_of, start_of, free = [0] * len(lengths), [0] * len(lengths), []
+    for s in sorted(range(len(lengths)), key=lambda s: -int(lengths[s])):
+        n = int(lengths[s])
+        row = next((r for r, room in enumerate(free) if room >= n), len(free))
+        if row == len(free):
             free.append(width)
-            row = len(free) - 1
-        where[(c, i)] = (row, width - free[row])
+        row_of[s], start_of[s] = row, width - free[row]
         free[row] -= n
-    rows = len(free)
-    input_ids = torch.zeros(rows, width, dtype=torch.long)  # 0 = [PAD] in BERT vocabularies; masked anyway
-    position_ids = torch.zeros(rows, width, dtype=torch.long)
-    segment = torch.full((rows, width), -1, dtype=torch.long)  # which sentence owns each slot; -1 = empty
-    places, sentence = [], 0
-    for c, column in enumerate(columns):
-        spots = []
-        for i, n in enumerate(lengths[c]):
-            row, start = where[(c, i)]
-            input_ids[row, start:start + n] = column["input_ids"][i, :n]  # padding sits at the end of each row
-            position_ids[row, start:start + n] = torch.arange(n)
-            segment[row, start:start + n] = sentence
-            sentence += 1
-            spots.append((row, start, n))
-        places.append(torch.tensor(spots, dtype=torch.long))
+    rows, starts = torch.tensor(row_of), torch.tensor(start_of)  # (N,) each
+    # Every real token's destination, in the order the tokenizer dicts hold them (row-major, padding skipped).
+    sentence = torch.repeat_interleave(torch.arange(len(lengths)), lengths)  # (T,) which sentence each token is
+    offset = torch.arange(len(sentence)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)  # (T,)
+    dest_row, dest_col = rows[sentence], starts[sentence] + offset
+    tokens = torch.cat([c["input_ids"][c["attention_mask"].bool()] for c in columns])  # (T,)
+    input_ids = torch.zeros(len(free), width, dtype=torch.long)  # 0 = [PAD] in BERT vocabularies; masked anyway
+    position_ids = torch.zeros(len(free), width, dtype=torch.long)
+    segment = torch.full((len(free), width), -1, dtype=torch.long)  # which sentence owns each slot; -1 = empty
+    input_ids[dest_row, dest_col] = tokens
+    position_ids[dest_row, dest_col] = offset  # positions restart at 0 in every sentence
+    segment[dest_row, dest_col] = sentence
     # A token may attend to another only within the same sentence; empty slots attend to themselves so that
     # no softmax row is all-masked (their outputs are never read).
     same = segment[:, :, None] == segment[:, None, :]  # (R, W, W)
-    empty = segment < 0
-    same |= torch.diag_embed(empty)
-    return input_ids, position_ids, same[:, None], places
+    same |= torch.diag_embed(segment < 0)
+    places = torch.stack([rows, starts, lengths], dim=1).split([len(c["input_ids"]) for c in columns])
+    return input_ids, position_ids, same[:, None], list(places)
 
 
 def embed_packed(model, columns, pooling="mean", width=WIDTH):
