@@ -9,16 +9,14 @@ peak resident set (CPU) as the kernel reports it, or torch.cuda.max_memory_alloc
 Prints a markdown table; nothing here is a test.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import torch
+from bench_train import run as run_training  # one way to run and measure a training process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = {
@@ -31,18 +29,12 @@ SUITES = {
 
 def run(model, data, batch, extra, steps):
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, os.path.join(ROOT, "train_mnr.py"), "--model-name", model, "--nli-data", data,
-               "--batch-size", str(batch), "--max-steps", str(steps), "--output-dir", out, *extra]
+        command = ["train_mnr.py", "--model-name", model, "--nli-data", data, "--batch-size", str(batch),
+                   "--max-steps", str(steps), *extra]
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS, not the max of all
+        rates, _, peak, _ = run_training(command, out)
         wall = time.perf_counter() - start
-        if status != 0:
-            sys.exit(f"error: {' '.join(cmd)} failed:\n{proc.stderr.read()[-2000:]}")
-        with open(os.path.join(out, "train_log.jsonl")) as f:
-            log = [json.loads(line) for line in f if '"loss"' in line]
-    rates = [r["pairs_per_s"] for r in log[2:]] or [r["pairs_per_s"] for r in log]
-    return statistics.median(rates), min(rates), max(rates), usage.ru_maxrss / 1024 ** 2, wall
+    return statistics.median(rates), min(rates), max(rates), peak, wall
 
 
 def main():

@@ -32,7 +32,8 @@ CONFIGS = [("ours", ["train_mnr.py"]), ("ours, per-column padding", ["train_mnr.
 
 
 def run(command, out):
-    """-> (steady pairs/s, whole-process pairs/s, peak GiB, losses)."""
+    """Run one training command (a script and its flags, without --output-dir) in a fresh process, writing to
+    `out` -> (steady-state pairs/s of each step after the first two, whole-process pairs/s, peak GiB, losses)."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, *command, "--output-dir", out], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -44,7 +45,7 @@ def run(command, out):
         log = [json.loads(line) for line in f if '"loss"' in line]
     rates = [r["pairs_per_s"] for r in log[2:]] or [r["pairs_per_s"] for r in log]
     batch = int(command[command.index("--batch-size") + 1])
-    return statistics.median(rates), len(log) * batch / wall, usage.ru_maxrss / 1024 ** 2, [r["loss"] for r in log]
+    return rates, len(log) * batch / wall, usage.ru_maxrss / 1024 ** 2, [r["loss"] for r in log]
 
 
 def spread(values, fmt="{:.1f}"):
@@ -82,7 +83,8 @@ def main():
                 command = [*script, "--model-name", model, "--nli-data", args.nli_data, "--batch-size", str(batch),
                            "--max-steps", str(args.steps)]
                 results = [run(command, os.path.join(tmp, f"{batch}-{len(medians)}-{r}")) for r in range(args.repeats)]
-                steady, whole, peak = ([r[i] for r in results] for i in range(3))
+                steady, whole, peak = ([statistics.median(r[0]) for r in results], [r[1] for r in results],
+                                       [r[2] for r in results])
                 medians[name] = (statistics.median(steady), statistics.median(whole))
                 line = f"| {batch} | {name} | {spread(steady)} | {spread(whole)} | {spread(peak, '{:.2f}')} |"
                 lines.append(line)
