@@ -61,20 +61,33 @@ def embed(model, features, pooling="mean"):
 
 
 def load_model(name, dropout=None):
-    """A hub name or local folder -> (model, tokenizer). `dropout` overrides the model's dropout rates."""
+    """A hub name or local folder -> (model, tokenizer). `dropout` overrides the model's dropout rates.
+
+    Without network a hub name is looked up in the local Hugging Face cache only: one line at once, instead of
+    a minute of retries."""
+    import logging
+
     import transformers
     from transformers import AutoModel, AutoTokenizer
+
+    from data_prep import _hub_reachable
     transformers.logging.set_verbosity_error()  # the load report lists BERT's unused pooler head: noise here
     transformers.logging.disable_progress_bar()
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-    if not os.path.isdir(name) and os.path.sep in name:
+    if not os.path.isdir(name) and (os.path.sep in name or name.startswith(".")):
         raise DataError(f"{name}: no such model folder")
+    offline = not os.path.isdir(name) and not _hub_reachable()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModel.from_pretrained(name, add_pooling_layer=False, **overrides)
-    except TypeError:  # architectures without BERT's pooling layer do not take the argument
-        model = AutoModel.from_pretrained(name, **overrides)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+        try:
+            model = AutoModel.from_pretrained(name, add_pooling_layer=False, local_files_only=offline, **overrides)
+        except TypeError:  # architectures without BERT's pooling layer do not take the argument
+            model = AutoModel.from_pretrained(name, local_files_only=offline, **overrides)
     except (OSError, ValueError) as e:
+        if offline:
+            raise DataError(f"{name}: not a local folder nor in the Hugging Face cache, and the hub is unreachable; "
+                            "pass a local model folder to --model-name") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{name}: cannot load a model from it ({first})") from None
     return model, tokenizer

@@ -139,3 +139,9 @@ def test_unknown_flag_is_rejected(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train_mnr.main(["--bogus", "1"])
     assert exit_info.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_hub_model_name_without_network(good, monkeypatch):
+    monkeypatch.setattr("data_prep._hub_reachable", lambda *a, **k: False)
+    fails(["--model-name", "no-such-org-model-xyz", "--nli-data", good, "--batch-size", "2"],
+          "no-such-org-model-xyz", "hub is unreachable", "--model-name")
