@@ -60,6 +60,15 @@ def embed(model, features, pooling="mean"):
     return pool(pooling, token_embeddings, features["attention_mask"])
 
 
+def check_model_name(name):
+    """Refuse at once a model path that cannot hold a model (a hub name is only checked when loading)."""
+    if os.path.isdir(name):
+        if not os.path.isfile(os.path.join(name, "config.json")):
+            raise DataError(f"{name}: holds no model (no config.json)")
+    elif os.path.sep in name or name.startswith("."):
+        raise DataError(f"{name}: no such model folder")
+
+
 def load_model(name, dropout=None):
     """A hub name or local folder -> (model, tokenizer). `dropout` overrides the model's dropout rates.
 
@@ -75,8 +84,7 @@ def load_model(name, dropout=None):
     transformers.logging.disable_progress_bar()
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-    if not os.path.isdir(name) and (os.path.sep in name or name.startswith(".")):
-        raise DataError(f"{name}: no such model folder")
+    check_model_name(name)
     offline = not os.path.isdir(name) and not _hub_reachable()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)

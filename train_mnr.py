@@ -25,7 +25,7 @@ import checkpoint
 import data_prep
 import distributed
 import packing
-from pooling import POOLINGS, embed, load_model
+from pooling import POOLINGS, check_model_name, embed, load_model
 
 # ---- hyperparameters: edit them here, or override any of them from the command line -----------------------
 # data
@@ -92,6 +92,7 @@ def check_config(config):
             raise data_prep.DataError(f"--{name.lower().replace('_', '-')} must be positive, got {config[name]}")
     if not 0 <= config["WARMUP_RATIO"] <= 1:
         raise data_prep.DataError(f"--warmup-ratio must be within [0, 1], got {config['WARMUP_RATIO']}")
+    check_model_name(config["MODEL_NAME"])  # before minutes of data loading
     if os.path.isfile(config["OUTPUT_DIR"]):
         raise data_prep.DataError(f"--output-dir {config['OUTPUT_DIR']} is an existing file, not a folder")
 

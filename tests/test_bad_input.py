@@ -104,7 +104,7 @@ def test_model_folder_missing(good, tmp_path):
 def test_folder_without_a_model(good, tmp_path):
     os.makedirs(tmp_path / "empty-model")
     fails(["--model-name", str(tmp_path / "empty-model"), "--nli-data", good, "--batch-size", "2"],
-          "empty-model", "cannot load a model")
+          "empty-model", "holds no model")
 
 
 def test_output_path_is_a_file(base, good, tmp_path):
