@@ -65,6 +65,7 @@ def main(argv=None):
 
     os.makedirs(args.output_dir, exist_ok=True)
     log = open(os.path.join(args.output_dir, "train_log.jsonl"), "w")
+    scored = set()  # steps with an STSb dev score in the log
 
     class JsonlLog(TrainerCallback):
         """Our log format, written as the library reports; a step's time runs from its begin to its end event."""
@@ -86,6 +87,7 @@ def main(argv=None):
             for key, value in logs.items():
                 if key.endswith("spearman_cosine"):
                     log.write(json.dumps({"step": state.global_step, "sts_dev_spearman": value}) + "\n")
+                    scored.add(state.global_step)
             log.flush()
 
     training_args = SentenceTransformerTrainingArguments(
@@ -102,7 +104,7 @@ def main(argv=None):
     if evaluator:
         log.write(json.dumps({"step": 0, "sts_dev_spearman": evaluator(model)["sts-dev_spearman_cosine"]}) + "\n")
     trainer.train()
-    if evaluator and not (args.eval_every and steps % args.eval_every == 0):  # the trainer scored the last step already
+    if evaluator and steps not in scored:  # the trainer may have scored the last step already
         log.write(json.dumps({"step": steps, "sts_dev_spearman": evaluator(model)["sts-dev_spearman_cosine"]}) + "\n")
     log.close()
     model.save(args.output_dir)
