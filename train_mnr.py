@@ -314,14 +314,14 @@ def train(config, loss_fn=mnr_loss):
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"step {step}: loss is {loss_value}; the learning rate ({config['LR']}) "
                                      f"or the scale ({config['SCALE']}) is likely too high")
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config["MAX_GRAD_NORM"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config["MAX_GRAD_NORM"])  # before clipping
         lr = scheduler.get_last_lr()[0]  # the rate this step uses (warmup starts at 0, as in transformers)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
         if master:
-            record = {"step": step + 1, "loss": loss_value, "lr": lr,
+            record = {"step": step + 1, "loss": loss_value, "lr": lr, "grad_norm": grad_norm.item(),
                       "pairs_per_s": config["BATCH_SIZE"] / (time.perf_counter() - t0)}
             if device.type == "cuda":
                 record["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30

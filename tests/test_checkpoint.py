@@ -81,8 +81,9 @@ def test_resume_skips_a_checkpoint_missing_a_file(reference, tmp_path, tiny_mode
 def test_resume_after_kill_9(reference, tmp_path, tiny_model_dir, nli_dir):
     """A real interruption: SIGKILL once step 3 is logged, then resume with the same command."""
     out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    # a slower run (more steps between checkpoints is not needed; only the kill's timing matters)
+    # The same thread count as this process (no OMP_NUM_THREADS override): bit-identity holds for equal threads.
+    env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
+    os.environ.get("OMP_NUM_THREADS") or env.update(OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.Popen([sys.executable, *flags(tiny_model_dir, nli_dir, out)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "train_log.jsonl"

@@ -61,7 +61,7 @@ def test_train_log(trained):
         lines = [json.loads(line) for line in f if line.strip()]
     assert [line["step"] for line in lines] == list(range(1, 31))
     for line in lines:
-        assert set(line) == {"step", "loss", "lr", "pairs_per_s"}, line
+        assert set(line) == {"step", "loss", "lr", "grad_norm", "pairs_per_s"}, line
         assert line["loss"] > 0 and line["pairs_per_s"] > 0 and line["lr"] >= 0
     losses = [line["loss"] for line in lines]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5, losses

@@ -27,8 +27,8 @@ def run(tmp_path, name, script, *extra, processes=1):
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "train_log.jsonl")) as f:
-        losses = [json.loads(line)["loss"] for line in f if '"loss"' in line]
-    return losses, load_file(os.path.join(out, "model.safetensors"))
+        steps = [json.loads(line) for line in f if '"loss"' in line]
+    return [(r["loss"], r["grad_norm"]) for r in steps], load_file(os.path.join(out, "model.safetensors"))
 
 
 @pytest.mark.parametrize("script,extra", [("train_mnr.py", []),
@@ -39,8 +39,13 @@ def test_two_processes_equal_one(tmp_path, tiny_model_dir, nli_dir, script, extr
     two_loss, two = run(tmp_path, "two", script, *args, processes=2)
     start = load_file(os.path.join(tiny_model_dir, "model.safetensors"))
     assert len(one_loss) == len(two_loss) == 2
-    assert two_loss == pytest.approx(one_loss, abs=1e-5)
+    # The loss of the global batch, and the norm of its gradient before clipping: a gradient scaled by the
+    # world size, or labels pointing at a rank's own hard negatives, would show here.
+    for (loss_1, norm_1), (loss_2, norm_2) in zip(one_loss, two_loss):
+        assert loss_2 == pytest.approx(loss_1, abs=1e-5)
+        assert norm_2 == pytest.approx(norm_1, rel=1e-4)
     moved = max((one[k] - start[k]).abs().max().item() for k in one)
-    assert moved > 1e-4  # the step did change the weights...
-    for k in one:  # ...and the same way in both runs
-        assert torch.allclose(one[k], two[k], atol=2e-5), k
+    assert moved > 1e-4  # the steps did change the weights...
+    for k in one:  # ...and the same way in both runs. Adam turns a gradient of ~0 into +-lr, so an entry whose
+        # gradient is rounding noise may move differently: allow one in a thousand, no more.
+        assert ((one[k] - two[k]).abs() > 2e-5).float().mean() < 1e-3, k
