@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import data_prep
-from evaluate_sts import encode, load_encoder
+from evaluate_sts import encode, load_encoder, print_results
 
 TOP_K = 100          # documents kept per query: enough for Recall@100, the deepest metric
 QUERY_CHUNK = 256    # queries scored at once: bounds the (chunk, N) score matrix
@@ -203,13 +203,7 @@ def main(argv=None):
         results = [{"model": m, "task": name, **evaluate(m, task, args.batch_size), **size} for m in args.models]
     except data_prep.DataError as e:
         sys.exit(f"error: {e}")
-    results.sort(key=lambda r: -r["ndcg@10"])
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return
-    print("\n| model | " + " | ".join(METRICS) + " |\n| --- |" + " --- |" * len(METRICS))
-    for r in results:
-        print(f"| {r['model']} | " + " | ".join(f"{r[m]:.4f}" for m in METRICS) + " |")
+    print_results(results, METRICS, args.json)
 
 
 if __name__ == "__main__":

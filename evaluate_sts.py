@@ -125,14 +125,20 @@ def main(argv=None):
                    for m in args.models]
     except data_prep.DataError as e:
         sys.exit(f"error: {e}")
-    results.sort(key=lambda r: -r["spearman"])
-    if args.json:
+    if not args.json:
+        print(f"STS benchmark {args.split} ({len(pairs)} pairs, {args.sts_data})")
+    print_results(results, ("spearman", "pearson"), args.json)
+
+
+def print_results(results, columns, as_json):
+    """One dict per model, best first by the first column: a JSON list, or a markdown table, as the tutorial's."""
+    results = sorted(results, key=lambda r: -r[columns[0]])
+    if as_json:
         print(json.dumps(results, indent=2))
         return
-    print(f"STS benchmark {args.split} ({len(pairs)} pairs, {args.sts_data})\n")
-    print("| model | spearman | pearson |\n| --- | --- | --- |")
+    print("\n| model | " + " | ".join(columns) + " |\n| --- |" + " --- |" * len(columns))
     for r in results:
-        print(f"| {r['model']} | {r['spearman']:.4f} | {r['pearson']:.4f} |")
+        print(f"| {r['model']} | " + " | ".join(f"{r[c]:.4f}" for c in columns) + " |")
 
 
 if __name__ == "__main__":
