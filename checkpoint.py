@@ -21,7 +21,7 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2)
 
 
-def _private_tmp(parent, name):
+def _tmp_folder(parent, name):
     tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)  # hidden, and never named like a result
     umask = os.umask(0)
     os.umask(umask)
@@ -59,7 +59,7 @@ def save_model(model, tokenizer, output_dir, config):
     output_dir = os.path.abspath(output_dir)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp = _private_tmp(parent, os.path.basename(output_dir))
+    tmp = _tmp_folder(parent, os.path.basename(output_dir))
     try:
         write_model_files(model, tokenizer, tmp, config)
         if not os.path.isdir(output_dir):
@@ -132,7 +132,7 @@ def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, co
     """OUTPUT_DIR/checkpoint-STEP: a loadable model folder plus optimizer, scheduler, step and the RNG states
     of every rank. Written under a temporary name and renamed when complete; the newest `keep` are kept."""
     final = os.path.join(output_dir, f"checkpoint-{step}")
-    tmp = _private_tmp(output_dir, f"checkpoint-{step}")
+    tmp = _tmp_folder(output_dir, f"checkpoint-{step}")
     try:
         write_model_files(model, tokenizer, tmp, config)
         torch.save({"step": step, "config": config, "optimizer": optimizer.state_dict(),

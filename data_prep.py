@@ -27,6 +27,12 @@ class DataError(Exception):
     """Bad or missing input. Scripts print its message as one line and exit non-zero."""
 
 
+def first_line(error, default=""):
+    """The first non-empty line of an exception's message: library errors often run to many lines."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else default
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Loading: the hub (as in the tutorial) or local files. Both end in one `datasets.Dataset` with the columns
 # premise, hypothesis, label (int), so everything after loading is the same code.
@@ -110,10 +116,10 @@ def load_table(path, columns):
                           **({"quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}))
         ds = datasets.load_dataset("csv" if fmt == "tsv" else fmt, data_files=path, split="train", **kwargs)
     except Exception as e:  # noqa: BLE001 - truncated gzip, bad bytes, ragged rows...: one line, no traceback
-        msg = str(e).splitlines()[0] if str(e) else ""
+        msg = first_line(e)
         cause = e.__cause__ or e.__context__
-        if cause is not None and str(cause):
-            msg = f"{msg} ({type(cause).__name__}: {str(cause).splitlines()[0]})"
+        if cause is not None and str(cause).strip():
+            msg = f"{msg} ({type(cause).__name__}: {first_line(cause)})"
         raise DataError(f"{path}: could not be read as {fmt}: {type(e).__name__}: {msg}") from None
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
@@ -193,7 +199,8 @@ def epoch_batches(rows, batch_size, seed, epoch=0):
     row in the first batch it fits without a clash; a row that clashes waits and gets first pick at the next
     batch. Every row is used at most once per epoch. Leftovers are dropped: the last incomplete batch, any
     row that never found a batch without a clash (with rows that share text this happens to a handful at the
-    end), and rows that repeat a text within themselves (an anchor identical to its positive teaches nothing). Dropping keeps every batch the same size, so each query always has the same number of negatives
+    end), and rows that repeat a text within themselves (an anchor identical to its positive teaches nothing).
+    Dropping keeps every batch the same size, so each query always has the same number of negatives
     and a batch splits evenly across processes. The next epoch's shuffle drops different rows."""
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")

@@ -120,8 +120,8 @@ def _load_hub_beir(name):
             splits = datasets.load_dataset(name, config)
             parts[config] = splits["test" if "test" in splits else next(iter(splits))]
     except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise data_prep.DataError(f"could not load {name} from the hub ({type(e).__name__}: {first})") from None
+        raise data_prep.DataError(f"could not load {name} from the hub ({type(e).__name__}: "
+                                  f"{data_prep.first_line(e)})") from None
     corpus, queries, qrels = parts["corpus"], parts["queries"], parts["qrels"]
     titles = corpus["title"] if "title" in corpus.column_names else [None] * len(corpus)
     scores = qrels["score"] if "score" in qrels.column_names else [1] * len(qrels)

@@ -9,7 +9,7 @@ import os
 
 import torch
 
-from data_prep import DataError
+from data_prep import DataError, first_line
 
 POOLINGS = ("mean", "cls", "max")
 # The flag each pooling sets in sentence-transformers' 1_Pooling/config.json.
@@ -96,6 +96,5 @@ def load_model(name, dropout=None):
         if offline:
             raise DataError(f"{name}: not a local folder nor in the Hugging Face cache, and the hub is unreachable; "
                             "pass a local model folder to --model-name") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"{name}: cannot load a model from it ({first})") from None
+        raise DataError(f"{name}: cannot load a model from it ({first_line(e, type(e).__name__)})") from None
     return model, tokenizer

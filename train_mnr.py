@@ -67,9 +67,9 @@ FLAG_TYPES = {"MAX_STEPS": int, "DROPOUT": float, "STS_DATA": str, "MINI_BATCH_S
 FLAG_CHOICES = {"POOLING": POOLINGS}
 
 
-def parse_config(defaults=DEFAULTS, argv=None, choices=FLAG_CHOICES, description=None):
+def parse_config(defaults=DEFAULTS, argv=None, choices=FLAG_CHOICES):
     """One flag per hyperparameter, named like it (MAX_STEPS -> --max-steps); unknown flags are an error."""
-    parser = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, default in defaults.items():
         flag = "--" + name.lower().replace("_", "-")
         if isinstance(default, bool):  # never type=bool: bool("False") is True
