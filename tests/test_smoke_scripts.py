@@ -51,3 +51,22 @@ def test_bench_train_smoke_and_same_first_losses(tiny_model_dir, nli_dir):
     assert "| 8 | ours |" in result.stdout and "| 8 | sentence-transformers |" in result.stdout
     ours, library = re.search(r"ours (\[.*?\]), library (\[.*?\])", result.stdout).groups()
     assert json.loads(ours) == pytest.approx(json.loads(library), abs=2e-4) and len(json.loads(ours)) == 3
+
+
+def test_compare_runs_reuses_a_model_only_from_the_same_command_and_code(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(compare_runs.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+                        type("Done", (), {"returncode": 0})())
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"weights")
+    command = ["train_mnr.py", "--batch-size", "32"]
+    compare_runs.train(command, str(out), str(tmp_path / "log"))  # no stamp yet: trains, then stamps
+    assert len(calls) == 1
+    compare_runs.train(command, str(out), str(tmp_path / "log"))  # same command, same code: reused
+    assert len(calls) == 1
+    compare_runs.train([*command, "--seed", "1"], str(out), str(tmp_path / "log"))  # another command: trains
+    assert len(calls) == 2
+    monkeypatch.setattr(compare_runs, "code_version", lambda: "edited")  # the training code changed: trains
+    compare_runs.train([*command, "--seed", "1"], str(out), str(tmp_path / "log"))
+    assert len(calls) == 3
