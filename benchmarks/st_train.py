@@ -68,14 +68,20 @@ def main(argv=None):
     scored = set()  # steps with an STSb dev score in the log
 
     class JsonlLog(TrainerCallback):
-        """Our log format, written as the library reports; a step's time runs from its begin to its end event."""
-        rate = None
+        """Our log format, written as the library reports. A step's time runs from the previous step's end to
+        its own end, so that, as in train_mnr.py, it holds the batch's loading and tokenisation (which the
+        trainer does before its step-begin event) and the logging; evaluations are left out, as ours are."""
+        rate = previous_end = None
 
         def on_step_begin(self, a, state, control, **kw):
-            self.start = time.perf_counter()
+            self.start = self.previous_end or time.perf_counter()
 
         def on_step_end(self, a, state, control, **kw):
-            self.rate = args.batch_size / (time.perf_counter() - self.start)
+            self.previous_end = time.perf_counter()
+            self.rate = args.batch_size / (self.previous_end - self.start)
+
+        def on_evaluate(self, a, state, control, **kw):
+            self.previous_end = None  # the next step starts timing at its own begin
 
         def on_log(self, a, state, control, logs=None, **kw):
             if "loss" in logs:

@@ -70,3 +70,14 @@ def test_compare_runs_reuses_a_model_only_from_the_same_command_and_code(tmp_pat
     monkeypatch.setattr(compare_runs, "code_version", lambda: "edited")  # the training code changed: trains
     compare_runs.train([*command, "--seed", "1"], str(out), str(tmp_path / "log"))
     assert len(calls) == 3
+
+
+def test_profile_step_reports_where_the_time_goes(tiny_model_dir, nli_dir):
+    result = run_script("benchmarks/profile_step.py", "--model-name", tiny_model_dir, "--nli-data", nli_dir,
+                        "--batch-size", "8", "--max-steps", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    real, packed, padded = map(float, re.search(r"(\d+) real, (\d+) packed slots, (\d+) when", result.stdout).groups())
+    assert 0 < real <= packed and real <= padded  # packing and padding only ever add slots
+    shares = re.findall(r"^\| [^|]+ \| (\d+) \| (\d+)% \|$", result.stdout, re.M)
+    assert len(shares) == 6 and int(shares[-1][1]) == 100  # 4 kinds, other, all
+    assert int(shares[0][0]) > 0  # the model's matrix multiplies took measurable time

@@ -1,0 +1,77 @@
+"""Where a training step's time goes: torch.profiler over a few steps of train_mnr.py's own step functions.
+
+    python benchmarks/profile_step.py --model-name PATH --nli-data ../shared/data/nli [--batch-size 32] [--max-steps 3]
+
+Takes train_mnr.py's flags (so --no-pack-sequences, --dropout 0, --mini-batch-size ... profile those paths).
+Runs 2 warm-up steps, then profiles --max-steps steps (default 3) of: collate, train_step (forward, loss,
+backward), gradient clipping, AdamW, zero_grad: the body of train_mnr.py's loop. Prints the tokens per step
+(real, as computed, and what per-column padding would compute), the time per step by kind of work, and the
+operators that took the most time. Nothing is written.
+"""
+import os
+import sys
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import data_prep  # noqa: E402
+import packing  # noqa: E402
+import train_mnr  # noqa: E402
+from pooling import load_model  # noqa: E402
+
+# Operator name -> kind of work. Everything else is "other" (elementwise ops, layer norms, copies, indexing).
+KINDS = {"matrix multiplies (the model's own compute)": ("aten::mm", "aten::addmm", "aten::bmm"),
+         "dropout masks (random numbers)": ("aten::bernoulli_",),
+         "AdamW": ("aten::_fused_adamw_",),
+         "gradient clipping (norms)": ("aten::linalg_vector_norm",)}
+
+
+def main(argv=None):
+    config = train_mnr.parse_config(argv=argv)
+    steps = config["MAX_STEPS"] or 3
+    train_mnr.seed_everything(config["SEED"])
+    device = torch.device("cpu")
+    model, tokenizer = load_model(config["MODEL_NAME"], config["DROPOUT"])
+    model.train()
+    rows = data_prep.make_rows(data_prep.load_nli(config["NLI_DATA"]), config["HARD_NEGATIVES"])
+    batches = data_prep.epoch_batches(rows, config["BATCH_SIZE"], config["SEED"])[:2 + steps]
+    optimizer = train_mnr.make_optimizer(model, config["LR"], config["WEIGHT_DECAY"])
+    columns = [data_prep.collate([rows[i] for i in b], tokenizer, config["MAX_LENGTH"], config["PAD_TO_MAX_LENGTH"])
+               for b in batches]
+
+    def step(cols):
+        train_mnr.train_step(model, cols, train_mnr.mnr_loss, config, device)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config["MAX_GRAD_NORM"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for cols in columns[:2]:
+        step(cols)  # warm-up: first-call allocations and kernel choices
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for cols in columns[2:]:
+            step(cols)
+    wall = (time.perf_counter() - start) / steps  # includes the profiler's own overhead
+
+    real = sum(int(c["attention_mask"].sum()) for cols in columns[2:] for c in cols) / steps
+    padded = sum(c["input_ids"].numel() for cols in columns[2:] for c in cols) / steps
+    packed = sum(packing.pack(cols)[0].numel() for cols in columns[2:]) / steps
+    print(f"batch {config['BATCH_SIZE']}, {steps} steps, {torch.get_num_threads()} threads: {wall * 1e3:.0f} ms per step "
+          f"under the profiler; tokens per step: {real:.0f} real, {packed:.0f} packed slots, {padded:.0f} when each column "
+          f"is padded (this run computes the {'packed' if config['PACK_SEQUENCES'] else 'padded'} ones)")
+    ops = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in ops) / steps / 1e3
+    print(f"\n| kind of work | ms per step | share |\n| --- | --- | --- |")
+    counted = 0.0
+    for kind, names in KINDS.items():
+        ms = sum(e.self_cpu_time_total for e in ops if e.key in names) / steps / 1e3
+        counted += ms
+        print(f"| {kind} | {ms:.0f} | {ms / total:.0%} |")
+    print(f"| other operators | {total - counted:.0f} | {(total - counted) / total:.0%} |\n| all operators | {total:.0f} | 100% |")
+    print("\n" + ops.table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
