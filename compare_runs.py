@@ -1,6 +1,6 @@
 """The tutorial's results table, measured in one command: several runs trained side by side, then scored alike.
 
-    python compare_runs.py --preset cpu     # all-MiniLM-L6-v2, local NLI pairs, one epoch at batch 32 (about 1.5 h on 2 cores)
+    python compare_runs.py --preset cpu     # all-MiniLM-L6-v2, local NLI pairs, one epoch at batch 32 (about 50 min on 2 cores)
     python compare_runs.py --preset gpu     # the tutorial's recipe: bert-base-uncased, SNLI + MultiNLI from the hub, 1 epoch
     python compare_runs.py --preset smoke --model-name PATH   # a few steps of everything (what CI runs)
 
