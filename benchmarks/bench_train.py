@@ -85,10 +85,10 @@ def main():
             # Repetitions are interleaved (ours, the library, ours, ...), so a slow spell of a shared machine
             # hits every configuration alike instead of one of them.
             for r in range(args.repeats):
-                for name, script in wanted:
+                for i, (name, script) in enumerate(wanted):
                     command = [*script, "--model-name", model, "--nli-data", args.nli_data, "--batch-size", str(batch),
                                "--max-steps", str(args.steps)]
-                    results[name].append(run(command, os.path.join(tmp, f"{batch}-{len(results[name])}-{r}-{name[:4]}")))
+                    results[name].append(run(command, os.path.join(tmp, f"{batch}-{i}-{r}")))
             for name, _ in wanted:
                 steady, whole, peak = ([statistics.median(x[0]) for x in results[name]], [x[1] for x in results[name]],
                                        [x[2] for x in results[name]])
