@@ -221,6 +221,16 @@ def train_step(model, columns, loss_fn, config, device):
     return loss.detach()
 
 
+def update(model, optimizer, scheduler, max_grad_norm):
+    """Clip the gradient norm, step AdamW and the learning-rate schedule, clear the gradients.
+    Returns the norm before clipping (logged: a spike shows a bad batch before the loss does)."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
@@ -314,11 +324,8 @@ def train(config, loss_fn=mnr_loss):
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"step {step}: loss is {loss_value}; the learning rate ({config['LR']}) "
                                      f"or the scale ({config['SCALE']}) is likely too high")
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config["MAX_GRAD_NORM"])  # before clipping
         lr = scheduler.get_last_lr()[0]  # the rate this step uses (warmup starts at 0, as in transformers)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = update(model, optimizer, scheduler, config["MAX_GRAD_NORM"])
 
         if master:
             record = {"step": step + 1, "loss": loss_value, "lr": lr, "grad_norm": grad_norm.item(),

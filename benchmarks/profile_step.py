@@ -3,10 +3,10 @@
     python benchmarks/profile_step.py --model-name PATH --nli-data ../shared/data/nli [--batch-size 32] [--max-steps 3]
 
 Takes train_mnr.py's flags (so --no-pack-sequences, --dropout 0, --mini-batch-size ... profile those paths).
-Runs 2 warm-up steps, then profiles --max-steps steps (default 3) of: collate, train_step (forward, loss,
-backward), gradient clipping, AdamW, zero_grad: the body of train_mnr.py's loop. Prints the tokens per step
-(real, as computed, and what per-column padding would compute), the time per step by kind of work, and the
-operators that took the most time. Nothing is written.
+Runs 2 warm-up steps, then profiles --max-steps steps (default 3) of the body of train_mnr.py's loop:
+collate, train_step (forward, loss, backward), update (clipping, AdamW, schedule, zero_grad). Prints the tokens
+per step (real, as computed, and what per-column padding would compute), the time per step by kind of work,
+and the operators that took the most time. Nothing is written.
 """
 import os
 import sys
@@ -14,6 +14,7 @@ import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from transformers import get_linear_schedule_with_warmup
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data_prep  # noqa: E402
@@ -38,26 +39,25 @@ def main(argv=None):
     rows = data_prep.make_rows(data_prep.load_nli(config["NLI_DATA"]), config["HARD_NEGATIVES"])
     batches = data_prep.epoch_batches(rows, config["BATCH_SIZE"], config["SEED"])[:2 + steps]
     optimizer = train_mnr.make_optimizer(model, config["LR"], config["WEIGHT_DECAY"])
-    columns = [data_prep.collate([rows[i] for i in b], tokenizer, config["MAX_LENGTH"], config["PAD_TO_MAX_LENGTH"])
-               for b in batches]
+    scheduler = get_linear_schedule_with_warmup(optimizer, 0, len(batches))
 
-    def step(cols):
+    def step(batch):
+        """One iteration of train_mnr.py's loop, without its logging. Returns the batch's columns."""
+        cols = data_prep.collate([rows[i] for i in batch], tokenizer, config["MAX_LENGTH"], config["PAD_TO_MAX_LENGTH"])
         train_mnr.train_step(model, cols, train_mnr.mnr_loss, config, device)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config["MAX_GRAD_NORM"])
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_mnr.update(model, optimizer, scheduler, config["MAX_GRAD_NORM"])
+        return cols
 
-    for cols in columns[:2]:
-        step(cols)  # warm-up: first-call allocations and kernel choices
+    for batch in batches[:2]:
+        step(batch)  # warm-up: first-call allocations and kernel choices
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for cols in columns[2:]:
-            step(cols)
+        columns = [step(batch) for batch in batches[2:]]
     wall = (time.perf_counter() - start) / steps  # includes the profiler's own overhead
 
-    real = sum(int(c["attention_mask"].sum()) for cols in columns[2:] for c in cols) / steps
-    padded = sum(c["input_ids"].numel() for cols in columns[2:] for c in cols) / steps
-    packed = sum(packing.pack(cols)[0].numel() for cols in columns[2:]) / steps
+    real = sum(int(c["attention_mask"].sum()) for cols in columns for c in cols) / steps
+    padded = sum(c["input_ids"].numel() for cols in columns for c in cols) / steps
+    packed = sum(packing.pack(cols)[0].numel() for cols in columns) / steps
     print(f"batch {config['BATCH_SIZE']}, {steps} steps, {torch.get_num_threads()} threads: {wall * 1e3:.0f} ms per step "
           f"under the profiler; tokens per step: {real:.0f} real, {packed:.0f} packed slots, {padded:.0f} when each column "
           f"is padded (this run computes the {'packed' if config['PACK_SEQUENCES'] else 'padded'} ones)")
