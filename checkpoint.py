@@ -5,14 +5,12 @@ one filesystem and is atomic) and swapped in only once complete.
 """
 import json
 import os
-import random
 import shutil
 import tempfile
 
-import numpy as np
 import torch
 
-from data_prep import DataError
+from errors import ResumeError
 from pooling import ST_POOLING_KEYS
 
 
@@ -90,31 +88,6 @@ REQUIRED = ("model.safetensors", "config.json", STATE_FILE)
 RESUME_FREE = {"OUTPUT_DIR", "RESUME", "SAVE_EVERY", "KEEP_CHECKPOINTS", "STS_DATA", "EVAL_EVERY", "DEVICE"}
 
 
-def rng_state(device):
-    """Every RNG that dropout in a forward on `device` draws from (CPU always; the GPU's own when on CUDA)."""
-    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
-
-
-def set_rng_state(state, device):
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
-
-
-def all_rng_states(device):
-    """Python's, NumPy's and torch's RNG states, in types `torch.load(weights_only=True)` accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-            "torch": rng_state(device)}
-
-
-def set_all_rng_states(states, device):
-    random.setstate(states["python"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    set_rng_state(states["torch"], device)
-
-
 def checkpoints(output_dir):
     """Complete checkpoint folders in `output_dir`, oldest first. A folder missing a required file is skipped."""
     if not os.path.isdir(output_dir):
@@ -129,8 +102,9 @@ def checkpoints(output_dir):
 
 
 def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, config, rng_states, keep):
-    """OUTPUT_DIR/checkpoint-STEP: a loadable model folder plus optimizer, scheduler, step and the RNG states
-    of every rank. Written under a temporary name and renamed when complete; the newest `keep` are kept."""
+    """OUTPUT_DIR/checkpoint-STEP: a loadable model folder plus optimizer, scheduler, step and the dropout RNG
+    states (gradcache.rng_state) of every rank. Written under a temporary name and renamed when complete; the
+    newest `keep` are kept."""
     final = os.path.join(output_dir, f"checkpoint-{step}")
     tmp = _tmp_folder(output_dir, f"checkpoint-{step}")
     try:
@@ -156,7 +130,7 @@ def load_checkpoint(path, model, optimizer, scheduler, config):
     state = torch.load(os.path.join(path, STATE_FILE), map_location="cpu", weights_only=True)
     for key in sorted(set(config) | set(state["config"])):
         if key not in RESUME_FREE and config.get(key) != state["config"].get(key):
-            raise DataError(f"{path}: cannot resume with --{key.lower().replace('_', '-')} "
+            raise ResumeError(f"{path}: cannot resume with --{key.lower().replace('_', '-')} "
                             f"{config.get(key)!r}; the checkpoint was written with {state['config'].get(key)!r}")
     model = getattr(model, "module", model)
     model.load_state_dict(load_file(os.path.join(path, "model.safetensors")), strict=True)

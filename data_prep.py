@@ -12,46 +12,25 @@ import csv
 import gzip
 import os
 import random
-import socket
-import sys
 from collections import defaultdict
 
+import hub
+from errors import DataError, exit_on_input_error, first_line
+
 # MNLI's integer labels. The hub's SNLI uses the same ones, plus -1 for pairs annotators could not agree on.
-LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "-": -1, "-1": -1}
+LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "-": -1}
 ENTAILMENT, CONTRADICTION = 0, 2
 NLI_COLUMNS = ("premise", "hypothesis", "label")
-HUB_TIMEOUT = 10  # seconds to wait for the hub before giving up with one line instead of a retry storm
-
-
-class DataError(Exception):
-    """Bad or missing input. Scripts print its message as one line and exit non-zero."""
-
-
-def first_line(error, default=""):
-    """The first non-empty line of an exception's message: library errors often run to many lines."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else default
+LOCAL_NLI = "--nli-data PATH (e.g. --nli-data ../shared/data/nli)"  # what to give instead of the hub
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Loading: the hub (as in the tutorial) or local files. Both end in one `datasets.Dataset` with the columns
 # premise, hypothesis, label (int), so everything after loading is the same code.
 
-def _hub_reachable(host="huggingface.co", port=443):
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return True  # offline mode: `datasets` answers from its local cache, or fails fast on its own
-    try:
-        socket.create_connection((host, port), timeout=HUB_TIMEOUT).close()
-        return True
-    except OSError:
-        return False
-
-
 def load_hub_nli():
     """SNLI train + MultiNLI train, as the tutorial builds them (942,854 rows before filtering)."""
-    if not _hub_reachable():
-        raise DataError("the Hugging Face hub is unreachable (no network?); "
-                        "use local files instead: --nli-data PATH (e.g. --nli-data ../shared/data/nli)")
+    hub.check_inputs([LOCAL_NLI])
     import datasets
     try:
         snli = datasets.load_dataset("stanfordnlp/snli", split="train")
@@ -248,19 +227,16 @@ def main(argv=None):
                         help="build (anchor, positive, contradiction) triplets")
     parser.add_argument("--examples", type=int, default=3, help="how many rows to print")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_input_error():
         nli = load_nli(args.nli_data)
-    except DataError as e:
-        sys.exit(f"error: {e}")
     print(f"source: {args.nli_data}")
-    print(f"rows: {len(nli)}")
+    print(f"NLI rows (every label): {len(nli)}")
     print(f"pairs: {len(make_rows(nli))}")
     rows = make_rows(nli, hard_negatives=args.hard_negatives)
     if args.hard_negatives:
         print(f"triplets: {len(rows)}")
     for row in rows[:args.examples]:
         print("  " + " | ".join(row))
-
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from data_prep import DataError
+from errors import ConfigError
 
 
 def setup(device_flag="auto"):
@@ -54,9 +54,8 @@ class _AllGather(torch.autograd.Function):
     def backward(ctx, grad):
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        rows = grad.shape[0] // dist.get_world_size()
-        rank = dist.get_rank()
-        return grad[rank * rows:(rank + 1) * rows]
+        per_rank = grad.shape[0] // dist.get_world_size()
+        return grad[dist.get_rank() * per_rank:(dist.get_rank() + 1) * per_rank]
 
 
 def gather(x):
@@ -64,13 +63,17 @@ def gather(x):
     return _AllGather.apply(x) if world_size() > 1 else x
 
 
-def local_rows(batch_size):
+def rank():
+    return dist.get_rank() if world_size() > 1 else 0
+
+
+def local_share(batch_size):
     """The slice of the global batch this rank embeds (and whose queries' losses it computes)."""
-    n, rank = world_size(), (dist.get_rank() if world_size() > 1 else 0)
+    n = world_size()
     if batch_size % n:
-        raise DataError(f"the global batch size {batch_size} must divide evenly over {n} processes")
+        raise ConfigError(f"the global batch size {batch_size} must divide evenly over {n} processes")
     per_rank = batch_size // n
-    return slice(rank * per_rank, (rank + 1) * per_rank)
+    return slice(rank() * per_rank, (rank() + 1) * per_rank)
 
 
 def mean_across_ranks(value):

@@ -13,13 +13,14 @@ import argparse
 import json
 import math
 import os
-import sys
 from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
 
 import data_prep
+import hub
+from errors import DataError, exit_on_input_error, first_line
 from evaluate_sts import encode, load_encoder, print_results
 
 TOP_K = 100          # documents kept per query: enough for Recall@100, the deepest metric
@@ -34,7 +35,7 @@ def load_nli_retrieval(path):
     the relevant documents, and every distinct hypothesis (any label) is in the corpus. Neutral and contradicted
     hypotheses of the same premise are the hard distractors: close in topic, not implied."""
     if os.path.isdir(path):
-        raise data_prep.DataError(f"{path}: is a folder; --nli-retrieval takes one NLI file")
+        raise DataError(f"{path}: is a folder; --nli-retrieval takes one NLI file")
     nli = data_prep.load_local_nli(path)
     corpus, relevant = {}, {}  # text -> index / premise -> set; dicts keep first-appearance order
     for premise, hypothesis, label in zip(nli["premise"], nli["hypothesis"], nli["label"]):
@@ -44,13 +45,13 @@ def load_nli_retrieval(path):
             relevant[premise].add(corpus[hypothesis])
     queries = [p for p, docs in relevant.items() if docs]
     if not queries:
-        raise data_prep.DataError(f"{path}: no premise has an entailed hypothesis, so there is no query")
+        raise DataError(f"{path}: no premise has an entailed hypothesis, so there is no query")
     return {"queries": queries, "corpus": list(corpus), "relevant": [relevant[p] for p in queries]}
 
 
 def _read_jsonl(path, keys):
     if not os.path.isfile(path):
-        raise data_prep.DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     rows = []
     with open(path, encoding="utf-8") as f:
         try:
@@ -59,13 +60,13 @@ def _read_jsonl(path, keys):
                     try:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as e:
-                        raise data_prep.DataError(f"{path}:{n}: bad JSON line ({e.msg}, column {e.colno})") from None
+                        raise DataError(f"{path}:{n}: bad JSON line ({e.msg}, column {e.colno})") from None
                     if not isinstance(rows[-1], dict) or not all(k in rows[-1] for k in keys):
-                        raise data_prep.DataError(f"{path}:{n}: expected a JSON object with {', '.join(keys)}")
+                        raise DataError(f"{path}:{n}: expected a JSON object with {', '.join(keys)}")
         except UnicodeDecodeError as e:
-            raise data_prep.DataError(f"{path}: not UTF-8 text ({e})") from None
+            raise DataError(f"{path}: not UTF-8 text ({e})") from None
     if not rows:
-        raise data_prep.DataError(f"{path}: the file is empty")
+        raise DataError(f"{path}: the file is empty")
     return rows
 
 
@@ -82,7 +83,7 @@ def _beir_task(docs, queries, qrels, source):
     query_texts = dict((str(q), t) for q, t in queries)  # repeated ids: one query, at its first place
     ids = [q for q in query_texts if relevant[q]]  # only queries with a relevant document are scored
     if not ids:
-        raise data_prep.DataError(f"{source}: no query has a positive qrels entry pointing into the corpus")
+        raise DataError(f"{source}: no query has a positive qrels entry pointing into the corpus")
     # As BEIR does: a document is its title and text, when it has a title.
     corpus = [f"{title} {text}" if title else text for _, title, text in docs]
     return {"queries": [query_texts[q] for q in ids], "corpus": corpus, "relevant": [relevant[q] for q in ids],
@@ -98,20 +99,18 @@ def load_beir(dir_or_name):
     queries = [(r["_id"], r["text"]) for r in _read_jsonl(os.path.join(dir_or_name, "queries.jsonl"), ("_id", "text"))]
     qrels_path = os.path.join(dir_or_name, "qrels", "test.tsv")
     if not os.path.isfile(qrels_path):
-        raise data_prep.DataError(f"{qrels_path}: no such file")
+        raise DataError(f"{qrels_path}: no such file")
     table = data_prep.load_table(qrels_path, ("query-id", "corpus-id", "score"))
     try:
         scores = [float(s) for s in table["score"]]
     except ValueError as e:
-        raise data_prep.DataError(f"{qrels_path}: score column is not numeric ({e})") from None
+        raise DataError(f"{qrels_path}: score column is not numeric ({e})") from None
     return _beir_task(docs, queries, zip(table["query-id"], table["corpus-id"], scores), dir_or_name)
 
 
 def _load_hub_beir(name):
     """NanoBEIR layout: configs corpus, queries, qrels, one split each; qrels may have no score (all relevant)."""
-    if not data_prep._hub_reachable():
-        raise data_prep.DataError(f"{name}: not a folder, and the Hugging Face hub is unreachable (no network?); "
-                                  "pass a local BEIR folder instead: --beir DIR")
+    hub.check_inputs([f"--beir DIR (a local BEIR folder; {name} is not a folder)"])
     import datasets
     datasets.disable_progress_bars()
     try:
@@ -120,8 +119,8 @@ def _load_hub_beir(name):
             splits = datasets.load_dataset(name, config)
             parts[config] = splits["test" if "test" in splits else next(iter(splits))]
     except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
-        raise data_prep.DataError(f"could not load {name} from the hub ({type(e).__name__}: "
-                                  f"{data_prep.first_line(e)})") from None
+        raise DataError(f"could not load {name} from the hub ({type(e).__name__}: "
+                                  f"{first_line(e)})") from None
     corpus, queries, qrels = parts["corpus"], parts["queries"], parts["qrels"]
     titles = corpus["title"] if "title" in corpus.column_names else [None] * len(corpus)
     scores = qrels["score"] if "score" in qrels.column_names else [1] * len(qrels)
@@ -191,7 +190,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     name = args.nli_retrieval or args.beir
-    try:
+    with exit_on_input_error():
         task = load_nli_retrieval(args.nli_retrieval) if args.nli_retrieval else load_beir(args.beir)
         size = {"queries": len(task["queries"]), "corpus": len(task["corpus"]),
                 "mean_relevant": sum(map(len, task["relevant"])) / len(task["relevant"])}
@@ -201,8 +200,6 @@ def main(argv=None):
             if task.get("unknown_qrels"):
                 print(f"  ({task['unknown_qrels']} positive qrels point to documents missing from the corpus: dropped)")
         results = [{"model": m, "task": name, **evaluate(m, task, args.batch_size), **size} for m in args.models]
-    except data_prep.DataError as e:
-        sys.exit(f"error: {e}")
     print_results(results, METRICS, args.json)
 
 

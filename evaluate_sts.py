@@ -11,16 +11,18 @@ orders the pairs like the annotators did, not whether the cosines sit on the gol
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 import torch
 from scipy.stats import pearsonr, spearmanr
 
 import data_prep
-from pooling import ST_POOLING_KEYS, embed, load_model
+import hub
+from errors import DataError, exit_on_input_error
+from pooling import ST_POOLING_KEYS, autocast, embed, load_model
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")
+LOCAL_STS = "--sts-data PATH (e.g. --sts-data ../shared/data/stsb)"  # what to give instead of the hub
 # split -> (dataset, config, hub split, score column, divide by): the tutorial's GLUE validation for dev;
 # GLUE hides the test labels, so test comes from sentence-transformers' copy, already scaled to 0-1.
 STS_HUB = {"dev": ("nyu-mll/glue", "stsb", "validation", "label", 5.0),
@@ -30,29 +32,27 @@ STS_HUB = {"dev": ("nyu-mll/glue", "stsb", "validation", "label", 5.0),
 def load_sts(source, split="dev"):
     """`hub`, a folder with {train,dev,test}.tsv.gz, or one file -> (list of (s1, s2), gold scores in 0-1)."""
     if source == "hub":
-        if not data_prep._hub_reachable():
-            raise data_prep.DataError("the Hugging Face hub is unreachable (no network?); use local files instead: "
-                                      "--sts-data PATH (e.g. --sts-data ../shared/data/stsb)")
+        hub.check_inputs([LOCAL_STS])
         import datasets
         name, config, hub_split, column, divide = STS_HUB[split]
         try:
             ds = datasets.load_dataset(name, config, split=hub_split)
         except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
-            raise data_prep.DataError(f"could not load {name} from the hub ({type(e).__name__}: {e})") from None
+            raise DataError(f"could not load {name} from the hub ({type(e).__name__}: {e})") from None
         return list(zip(ds["sentence1"], ds["sentence2"])), [float(s) / divide for s in ds[column]]
     path = source
     if os.path.isdir(source):
         candidates = [os.path.join(source, f"{split}{ext}") for ext in (".tsv.gz", ".tsv", ".csv.gz", ".csv")]
         path = next((c for c in candidates if os.path.exists(c)), candidates[0])
     if not os.path.exists(path):
-        raise data_prep.DataError(f"{path}: no such file or directory")
+        raise DataError(f"{path}: no such file or directory")
     ds = data_prep.load_table(path, STS_COLUMNS)
     gold = []
     for value in ds["score"]:
         try:
             gold.append(float(value) / 5.0)
         except (TypeError, ValueError):
-            raise data_prep.DataError(f"{path}: score column is not numeric (found {value!r})") from None
+            raise DataError(f"{path}: score column is not numeric (found {value!r})") from None
     return list(zip(ds["sentence1"], ds["sentence2"])), gold
 
 
@@ -89,7 +89,7 @@ def encode(encoder, texts, batch_size=64):
     for start in range(0, len(order), batch_size):
         batch = [texts[i] for i in order[start:start + batch_size]]
         features = tokenizer(batch, max_length=max_length, truncation=True, padding="longest", return_tensors="pt")
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device):
             chunks.append(embed(model, features, pooling).float().cpu())
     model.train(was_training)
     embeddings = torch.cat(chunks)  # (N, D), longest-first order
@@ -119,12 +119,10 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
-    try:
+    with exit_on_input_error():
         pairs, gold = load_sts(args.sts_data, args.split)
         results = [{"model": m, "split": args.split, **evaluate(m, pairs, gold, args.batch_size)}
                    for m in args.models]
-    except data_prep.DataError as e:
-        sys.exit(f"error: {e}")
     if not args.json:
         print(f"STS benchmark {args.split} ({len(pairs)} pairs, {args.sts_data})")
     print_results(results, ("spearman", "pearson"), args.json)

@@ -9,7 +9,8 @@ import os
 
 import torch
 
-from data_prep import DataError, first_line
+import hub
+from errors import ModelError, first_line
 
 POOLINGS = ("mean", "cls", "max")
 # The flag each pooling sets in sentence-transformers' 1_Pooling/config.json.
@@ -60,13 +61,29 @@ def embed(model, features, pooling="mean"):
     return pool(pooling, token_embeddings, features["attention_mask"])
 
 
+def autocast(device):
+    """bf16 autocast on CUDA (halves activation memory; bf16 needs no loss scaling); plain fp32 on CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
 def check_model_name(name):
     """Refuse at once a model path that cannot hold a model (a hub name is only checked when loading)."""
     if os.path.isdir(name):
         if not os.path.isfile(os.path.join(name, "config.json")):
-            raise DataError(f"{name}: holds no model (no config.json)")
+            raise ModelError(f"{name}: holds no model (no config.json)")
     elif os.path.sep in name or name.startswith("."):
-        raise DataError(f"{name}: no such model folder")
+        raise ModelError(f"{name}: no such model folder")
+
+
+def hub_alternative(name):
+    """For `hub.check_inputs`: what to give instead of `name` when it would have to come from the hub (not a
+    local folder, not in the local Hugging Face cache), else None."""
+    if os.path.isdir(name):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return None
+    return f"--model-name FOLDER (a local model folder; {name} is not in the Hugging Face cache)"
 
 
 def load_model(name, dropout=None):
@@ -79,13 +96,12 @@ def load_model(name, dropout=None):
     import transformers
     from transformers import AutoModel, AutoTokenizer
 
-    from data_prep import _hub_reachable
     transformers.logging.set_verbosity_error()  # the load report lists BERT's unused pooler head: noise here
     transformers.logging.disable_progress_bar()
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     check_model_name(name)
-    offline = not os.path.isdir(name) and not _hub_reachable()
+    offline = not os.path.isdir(name) and not hub.reachable()  # then only the local cache is looked in
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
         try:
@@ -94,7 +110,7 @@ def load_model(name, dropout=None):
             model = AutoModel.from_pretrained(name, local_files_only=offline, **overrides)
     except (OSError, ValueError) as e:
         if offline:
-            raise DataError(f"{name}: not a local folder nor in the Hugging Face cache, and the hub is unreachable; "
-                            "pass a local model folder to --model-name") from None
-        raise DataError(f"{name}: cannot load a model from it ({first_line(e, type(e).__name__)})") from None
+            raise ModelError(f"{name}: not a local folder nor in the Hugging Face cache, and the hub is unreachable; "
+                             "pass a local model folder to --model-name") from None
+        raise ModelError(f"{name}: cannot load a model from it ({first_line(e, type(e).__name__)})") from None
     return model, tokenizer
