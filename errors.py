@@ -7,6 +7,7 @@ A traceback tells a user where our code was; one line tells them what to change.
   ResumeError  a checkpoint that cannot continue this run (missing, or written with other settings)
 """
 import contextlib
+import difflib
 import sys
 
 
@@ -43,3 +44,15 @@ def exit_on_input_error():
         yield
     except InputError as e:
         sys.exit(f"error: {e}")
+
+
+def parse_flags(parser, argv=None):
+    """`parser.parse_args(argv)`, but an unknown flag is named with the closest known one: --batchsize gets
+    "did you mean --batch-size?". Exit status 2, as argparse's own usage errors."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        known = [option for action in parser._actions for option in action.option_strings]
+        hints = [f"{flag} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(flag.split("=")[0], known, 1))
+                 else flag for flag in unknown]
+        parser.error(f"unrecognized arguments: {' '.join(hints)}")
+    return args

@@ -8,14 +8,23 @@ One GPU, full data:            python train_bidirectional.py --loss bidirectiona
 Several GPUs:                  torchrun --standalone --nproc_per_node=N train_bidirectional.py
 """
 import torch
+import torch.nn.functional as F
 
+import distributed
 import train_mnr
-from train_mnr import as_list, cos_sim
+from errors import parse_flags
+from train_mnr import cos_sim
 
 LOSS = "bidirectional"  # "bidirectional" (GTE, one softmax over four directions) or "symmetric" (q->d and d->q)
+OUTPUT_DIR = "output/bidirectional"
+
+# Both losses take what mnr_loss takes: this process's queries (b, D), the global batch's documents (B, D) and
+# hard-negative columns, and the offset of this process's rows in the global batch. Their extra directions also
+# need every query of the global batch: `distributed.gather` gives them (with their graph) under torchrun, and
+# is the identity in one process.
 
 
-def bidirectional_loss(query, doc, negatives=None, scale=20.0, rows=None):
+def bidirectional_loss(query, doc, negatives=None, scale=20.0, label_offset=0):
     """GTE's improved contrastive loss (Li et al. 2023, "Towards General Text Embeddings with Multi-stage
     Contrastive Learning", eq. 3): for each query i, the positive s(q_i, d_i) against ONE log-sum-exp over
 
@@ -27,41 +36,46 @@ def bidirectional_loss(query, doc, negatives=None, scale=20.0, rows=None):
 
     Hard negatives are extra documents, never queries. Equal to sentence-transformers'
     MultipleNegativesRankingLoss(directions=(all four), partition_mode="joint")."""
-    rows = rows or slice(0, len(query))  # the queries this process owns (all of them in one process)
-    docs = torch.cat([doc, *as_list(negatives)])  # (B*(1+k), D): every document, positives first
-    q_i, d_i = query[rows], doc[rows]  # (b, D) each
-    qd = cos_sim(q_i, docs) * scale  # (b, B*(1+k)): q_i -> every document; its positive sits at column i
-    qq = cos_sim(q_i, query) * scale  # (b, B): q_i -> every query
-    dq = cos_sim(d_i, query) * scale  # (b, B): every query -> d_i, i.e. column j holds s(q_j, d_i)
+    queries = distributed.gather(query)  # (B, D): every query of the global batch
+    docs = torch.cat([doc, *(negatives or [])])  # (B*(1+k), D): every document, positives first
+    i = torch.arange(len(query), device=query.device) + label_offset  # (b,): each query's row in the global batch
+    d_i = doc[label_offset:label_offset + len(query)]  # (b, D): this process's positives
+    qd = cos_sim(query, docs) * scale  # (b, B*(1+k)): q_i -> every document; its positive sits at column i
+    qq = cos_sim(query, queries) * scale  # (b, B): q_i -> every query
+    dq = cos_sim(d_i, queries) * scale  # (b, B): every query -> d_i, i.e. column j holds s(q_j, d_i)
     dd = cos_sim(d_i, docs) * scale  # (b, B*(1+k)): d_i -> every document
-    i = torch.arange(rows.start, rows.stop, device=query.device)  # (b,): global index of each owned query
-    b, n_queries = len(i), len(query)
-    qq = qq.masked_fill(torch.arange(n_queries, device=i.device)[None, :] == i[:, None], float("-inf"))  # not q_i->q_i
+    qq = qq.masked_fill(torch.arange(len(queries), device=i.device)[None, :] == i[:, None], float("-inf"))  # no q_i->q_i
     # Column c of dd is document c; it belongs to query c mod B (positives first, then each negative column).
-    own = (torch.arange(dd.shape[1], device=i.device) % n_queries)[None, :] == i[:, None]  # (b, B*(1+k))
+    own = (torch.arange(dd.shape[1], device=i.device) % len(queries))[None, :] == i[:, None]  # (b, B*(1+k))
     dd = dd.masked_fill(own, float("-inf"))  # not d_i->d_i, not d_i->its own hard negatives
     scores = torch.cat([qd, qq, dq, dd], dim=1)  # (b, 2*B*(1+k) + 2*B)
-    positive = qd[torch.arange(b, device=i.device), i]  # (b,): s(q_i, d_i)
+    positive = qd[torch.arange(len(query), device=i.device), i]  # (b,): s(q_i, d_i)
     return (torch.logsumexp(scores, dim=1) - positive).mean()
 
 
-def symmetric_loss(query, doc, negatives=None, scale=20.0, rows=None):
+def symmetric_loss(query, doc, negatives=None, scale=20.0, label_offset=0):
     """Symmetric InfoNCE: the MNR term (q_i picks d_i among every document) averaged with the reverse term
     (d_i picks q_i among every query), each with its own softmax. The reverse term ties the pair from both
     sides without the same-type terms. Equal to sentence-transformers' MultipleNegativesRankingLoss(
     directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction")."""
-    rows = rows or slice(0, len(query))
-    qd = cos_sim(query[rows], torch.cat([doc, *as_list(negatives)])) * scale  # (b, B*(1+k))
-    dq = cos_sim(doc[rows], query) * scale  # (b, B): d_i -> every query
-    i = torch.arange(rows.start, rows.stop, device=query.device)  # (b,): the right column in both
-    forward = torch.nn.functional.cross_entropy(qd, i)  # q -> d over all documents
-    backward = torch.nn.functional.cross_entropy(dq, i)  # d -> q over the queries
-    return (forward + backward) / 2
+    i = torch.arange(len(query), device=query.device) + label_offset  # (b,): the right column in both directions
+    qd = cos_sim(query, torch.cat([doc, *(negatives or [])])) * scale  # (b, B*(1+k))
+    own_docs = doc[label_offset:label_offset + len(query)]  # (b, D): this process's positives
+    dq = cos_sim(own_docs, distributed.gather(query)) * scale  # (b, B): d_i -> every query
+    return (F.cross_entropy(qd, i) + F.cross_entropy(dq, i)) / 2
 
 
 LOSSES = {"bidirectional": bidirectional_loss, "symmetric": symmetric_loss}
-DEFAULTS = dict(train_mnr.DEFAULTS, LOSS=LOSS, OUTPUT_DIR="output/bidirectional")
+
+
+def parse_args(argv=None):
+    """train_mnr.py's flags, plus --loss; the output folder defaults to OUTPUT_DIR."""
+    parser = train_mnr.add_flags(train_mnr.new_parser(__doc__.splitlines()[0]))
+    parser.add_argument("--loss", choices=tuple(LOSSES), default=LOSS, help="which contrastive loss to train with")
+    parser.set_defaults(output_dir=OUTPUT_DIR)
+    return parse_flags(parser, argv)
+
 
 if __name__ == "__main__":
-    train_mnr.main(defaults=DEFAULTS, choose_loss=lambda config: LOSSES[config["LOSS"]],
-                   choices=dict(train_mnr.FLAG_CHOICES, LOSS=tuple(LOSSES)))
+    args = parse_args()
+    train_mnr.main(args, LOSSES[args.loss])  # train_mnr.py's loop, with this loss

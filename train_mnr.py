@@ -5,18 +5,26 @@ Offline CPU smoke run (all-MiniLM-L6-v2 from its PyPI package, local NLI files, 
         --nli-data ../shared/data/nli --max-steps 20 --output-dir output/smoke
 One GPU, the tutorial's full run (bert-base-uncased, SNLI + MultiNLI from the hub, one epoch of ~9,800 steps):
     python train_mnr.py --sts-data hub --eval-every 1000
-Every hyperparameter below is also a flag with the same name: BATCH_SIZE -> --batch-size 64.
+Several GPUs (--batch-size stays the global batch):
+    torchrun --standalone --nproc_per_node=8 train_mnr.py --batch-size 1024
+
+How to read this file: top to bottom, in the tutorial's order, numbered as it is: (1) NLI pairs, (2) tokenizer,
+(3) duplicate-free batches, (4) BERT, (5) mean pooling, (6) MNR loss, (7) Adam with warmup, (8) the loop,
+(9) save, then the STSb score. The loop's default path is the tutorial's step. Each speed-up is one named
+branch in it, switched by one hyperparameter and done by one module:
+  PACK_SEQUENCES    packing.py      all sentences of a batch in one forward without padding (on by default)
+  MINI_BATCH_SIZE   gradcache.py    a batch of any size in the memory of a mini-batch (GradCache)
+  torchrun          distributed.py  N processes, each query ranked against the global batch
+  SAVE_EVERY/RESUME checkpoint.py   checkpoints, and a bit-identical resume after a crash
 """
 import argparse
-import contextlib
+import functools
 import json
 import math
 import os
-import random
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -24,340 +32,347 @@ from tqdm import tqdm
 import checkpoint
 import data_prep
 import distributed
+import evaluate_sts
+import gradcache
+import hub
 import packing
-from pooling import POOLINGS, check_model_name, embed, load_model
+from errors import ConfigError, ResumeError, exit_on_input_error, parse_flags
+from pooling import POOLINGS, autocast, check_model_name, embed, hub_alternative, load_model
 
-# ---- hyperparameters: edit them here, or override any of them from the command line -----------------------
+# ---- hyperparameters: edit them here, or override any of them with the flag of the same name ---------------
 # data
-NLI_DATA = "hub"           # "hub" = SNLI + MultiNLI train as in the tutorial; or a local file or folder
-HARD_NEGATIVES = False     # rows become (anchor, positive, contradiction): one hard negative per query
+NLI_DATA = "hub"           # "hub": SNLI + MultiNLI train, as the tutorial; or a local file, folder or list
+HARD_NEGATIVES = False     # rows (anchor, positive, contradiction): one hard negative per query
 MAX_LENGTH = 128           # tokens kept per sentence; NLI sentences rarely come near it
-PAD_TO_MAX_LENGTH = False  # pad every row to MAX_LENGTH as the tutorial did; only useful to measure the waste
-PACK_SEQUENCES = True      # lay sentences end to end in one forward, no padding computed (packing.py); exact
+PAD_TO_MAX_LENGTH = False  # pad every row to MAX_LENGTH as the tutorial did: only to measure the waste
+PACK_SEQUENCES = True      # sentences end to end in one forward, no padding computed (packing.py): same result
 # model
-MODEL_NAME = "bert-base-uncased"  # a hub name or a local folder
+MODEL_NAME = "bert-base-uncased"  # the pretrained model to start from: a hub name or a local folder
 POOLING = "mean"           # mean of the real tokens, as SBERT; "cls" and "max" also exist
 DROPOUT = None             # None keeps the model's own (0.1 for BERT); 0 switches it off
 # loss
 SCALE = 20.0               # cosines live in [-1, 1]; x20 (temperature 0.05) makes the softmax peaked enough to learn
 # optimisation
 BATCH_SIZE = 32            # each query has BATCH_SIZE - 1 in-batch negatives: the knob that matters most
-                           # (with torchrun this stays the global batch, split over the processes)
-MINI_BATCH_SIZE = None     # GradCache: embed the batch this many rows at a time, so memory no longer grows with it
+MINI_BATCH_SIZE = None     # GradCache: embed this many rows at a time, so memory no longer grows with the batch
 EPOCHS = 1                 # one pass over 314k pairs is what the tutorial trained
-MAX_STEPS = None           # stop early after this many steps (smoke runs); None = all of EPOCHS
+MAX_STEPS = None           # stop after this many steps (smoke runs); None: all of EPOCHS
 LR = 2e-5                  # the usual BERT fine-tuning rate
 WARMUP_RATIO = 0.1         # linear warmup over the first 10 % of steps, then linear decay to 0
 WEIGHT_DECAY = 0.01        # AdamW's decoupled decay, not applied to biases and LayerNorm weights
 MAX_GRAD_NORM = 1.0        # clip the gradient norm: one odd batch early on cannot wreck the pretrained weights
 # evaluation and output
-STS_DATA = None            # STS benchmark for dev scores during training: "hub" or a local folder; None = no eval
+STS_DATA = None            # STS benchmark for dev scores during training: "hub" or a local folder; None: none
 EVAL_EVERY = 0             # with STS_DATA: score STSb dev every N steps, besides before and after training
-OUTPUT_DIR = "output/mnr"  # the final model (loadable by transformers and sentence-transformers) and the log
-SAVE_EVERY = 0             # write OUTPUT_DIR/checkpoint-STEP every N steps (0 = never), for --resume
+OUTPUT_DIR = "output/mnr"  # the final model (transformers and sentence-transformers load it) and the log
+SAVE_EVERY = 0             # write OUTPUT_DIR/checkpoint-STEP every N steps, for --resume (0: never)
 KEEP_CHECKPOINTS = 2       # how many of the newest checkpoints to keep
-RESUME = None              # --resume: continue from the newest checkpoint in OUTPUT_DIR; --resume PATH: from that one
+RESUME = None              # continue from a checkpoint: --resume (the newest in OUTPUT_DIR) or --resume PATH
 # system
-SEED = 42
-DEVICE = "auto"            # "auto" = CUDA when present (with bf16 autocast), else CPU
-
-# The block above as a dict (nanoGPT's trick): the flags, the log and the saved training_config.json use it.
-DEFAULTS = {k: v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, (bool, int, float, str, type(None)))}
-FLAG_TYPES = {"MAX_STEPS": int, "DROPOUT": float, "STS_DATA": str, "MINI_BATCH_SIZE": int, "RESUME": str}  # for None defaults
-FLAG_CHOICES = {"POOLING": POOLINGS}
+SEED = 42                  # the batches' order and dropout's masks; the same seed gives the same weights
+DEVICE = "auto"            # "auto": CUDA when present (with bf16 autocast), else CPU
 
 
-def parse_config(defaults=DEFAULTS, argv=None, choices=FLAG_CHOICES):
-    """One flag per hyperparameter, named like it (MAX_STEPS -> --max-steps); unknown flags are an error."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in defaults.items():
-        flag = "--" + name.lower().replace("_", "-")
+def add_flags(parser):
+    """One flag per hyperparameter above, named like it (BATCH_SIZE -> --batch-size), with its why as help."""
+    def flag(name, default, help, **kwargs):
         if isinstance(default, bool):  # never type=bool: bool("False") is True
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            parser.add_argument(flag, type=FLAG_TYPES.get(name, type(default)), default=default,
-                                choices=choices.get(name), metavar=name,
-                                **({"nargs": "?", "const": "latest"} if name == "RESUME" else {}))
-    args = parser.parse_args(argv)
-    return {name: getattr(args, name.lower()) for name in defaults}
+            kwargs.setdefault("type", type(default))
+            kwargs.setdefault("metavar", name.upper())
+        parser.add_argument("--" + name.replace("_", "-"), default=default, help=help, **kwargs)
+
+    flag("nli_data", NLI_DATA, "'hub' (SNLI + MultiNLI train, as the tutorial) or a local file, folder or list")
+    flag("hard_negatives", HARD_NEGATIVES, "rows (anchor, positive, contradiction): one hard negative per query")
+    flag("max_length", MAX_LENGTH, "tokens kept per sentence")
+    flag("pad_to_max_length", PAD_TO_MAX_LENGTH, "pad every row to --max-length, as the tutorial: to measure the waste")
+    flag("pack_sequences", PACK_SEQUENCES, "sentences end to end in one forward, no padding computed (packing.py)")
+    flag("model_name", MODEL_NAME, "the pretrained model to start from: a hub name or a local folder")
+    flag("pooling", POOLING, "how token vectors become one sentence vector", choices=POOLINGS)
+    flag("dropout", DROPOUT, "dropout rate of the model (default: the model's own; 0 switches it off)", type=float)
+    flag("scale", SCALE, "cosine similarities are multiplied by this before the softmax (1 / temperature)")
+    flag("batch_size", BATCH_SIZE, "rows per step, global under torchrun: each query has BATCH_SIZE - 1 in-batch negatives")
+    flag("mini_batch_size", MINI_BATCH_SIZE, "GradCache: embed this many rows at a time (memory of a mini-batch)", type=int)
+    flag("epochs", EPOCHS, "passes over the data")
+    flag("max_steps", MAX_STEPS, "stop after this many steps (default: all of --epochs)", type=int)
+    flag("lr", LR, "peak learning rate of AdamW")
+    flag("warmup_ratio", WARMUP_RATIO, "share of the steps over which the learning rate rises linearly from 0")
+    flag("weight_decay", WEIGHT_DECAY, "AdamW's decoupled weight decay (not on biases and LayerNorm weights)")
+    flag("max_grad_norm", MAX_GRAD_NORM, "clip the gradient norm to this")
+    flag("sts_data", STS_DATA, "STS benchmark for dev scores during training: 'hub' or a local folder", type=str)
+    flag("eval_every", EVAL_EVERY, "with --sts-data: score STSb dev every N steps, besides before and after training")
+    flag("output_dir", OUTPUT_DIR, "where the model, its log and its checkpoints go")
+    flag("save_every", SAVE_EVERY, "write OUTPUT_DIR/checkpoint-STEP every N steps (0: never)")
+    flag("keep_checkpoints", KEEP_CHECKPOINTS, "how many of the newest checkpoints to keep")
+    flag("resume", RESUME, "continue from the newest checkpoint in --output-dir, or from PATH", type=str,
+         nargs="?", const="latest", metavar="PATH")
+    flag("seed", SEED, "the batches' order and dropout's masks")
+    flag("device", DEVICE, "'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
+    return parser
 
 
-def check_config(config):
-    """Values that would only fail (or silently do nothing) later are refused up front."""
-    for name in ("LR", "SCALE", "EPOCHS", "BATCH_SIZE", "MAX_LENGTH"):
-        if not config[name] > 0:
-            raise data_prep.DataError(f"--{name.lower().replace('_', '-')} must be positive, got {config[name]}")
-    for name in ("MAX_STEPS", "MINI_BATCH_SIZE"):
-        if config[name] is not None and config[name] <= 0:
-            raise data_prep.DataError(f"--{name.lower().replace('_', '-')} must be positive, got {config[name]}")
-    if not 0 <= config["WARMUP_RATIO"] <= 1:
-        raise data_prep.DataError(f"--warmup-ratio must be within [0, 1], got {config['WARMUP_RATIO']}")
-    check_model_name(config["MODEL_NAME"])  # before minutes of data loading
-    if os.path.isfile(config["OUTPUT_DIR"]):
-        raise data_prep.DataError(f"--output-dir {config['OUTPUT_DIR']} is an existing file, not a folder")
+def new_parser(description):
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
-# ---- 3. MNR loss -------------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    return parse_flags(add_flags(new_parser(__doc__.splitlines()[0])), argv)
 
-def as_list(negatives):
-    """`negatives` as the loss functions take it: None, one (B, D) tensor, or a list of them."""
-    if negatives is None:
-        return []
-    return [negatives] if torch.is_tensor(negatives) else list(negatives)
 
+def check_args(args):
+    """Refuse at once what would only fail, or silently do nothing, minutes later."""
+    for name in ("lr", "scale", "epochs", "batch_size", "max_length", "max_steps", "mini_batch_size"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if not 0 <= args.warmup_ratio <= 1:
+        raise ConfigError(f"--warmup-ratio must be within [0, 1], got {args.warmup_ratio}")
+    if os.path.isfile(args.output_dir):
+        raise ConfigError(f"--output-dir {args.output_dir} is an existing file, not a folder")
+    check_model_name(args.model_name)
+    # Every input that would come from the hub, named in one line when there is no network.
+    hub.check_inputs([alternative for alternative in (
+        hub_alternative(args.model_name),
+        data_prep.LOCAL_NLI if args.nli_data == "hub" else None,
+        "--sts-data PATH (e.g. --sts-data ../shared/data/stsb)" if args.sts_data == "hub" else None) if alternative])
+
+
+# ---- 1-3. NLI pairs, tokenizer, duplicate-free batches (data_prep.py) ------------------------------------------
+
+def load_batches(args):
+    """(1) SNLI + MultiNLI, entailment pairs only (or triplets with a contradiction); (3) this run's batches,
+    fixed by the seed -> (rows as tuples, batches as lists of row indices, steps to train)."""
+    rows = data_prep.make_rows(data_prep.load_nli(args.nli_data), hard_negatives=args.hard_negatives)
+    if not rows:
+        raise data_prep.DataError(f"{args.nli_data}: no usable rows (no entailment pairs"
+                                  f"{' with a contradiction of the same premise' if args.hard_negatives else ''})")
+    batches = [batch for epoch in range(args.epochs)
+               for batch in data_prep.epoch_batches(rows, args.batch_size, args.seed, epoch)]
+    return rows, batches, min(len(batches), args.max_steps or len(batches))
+
+
+# ---- 4-5. BERT, used siamese: the same model embeds every column, then mean pooling (pooling.py) ---------------
+
+def embed_columns(model, columns, pooling, pack):
+    """Per-column tokenizer dicts (anchor, positive, negatives...) -> per-column (n, D) sentence embeddings."""
+    if pack:  # packing.py: every column's sentences in one forward without padding; the same embeddings
+        return packing.embed_packed(model, columns, pooling)
+    return [embed(model, features, pooling) for features in columns]  # the tutorial: one forward per column
+
+
+# ---- 6. MNR loss -----------------------------------------------------------------------------------------------
 
 def cos_sim(a, b):
     """(N, D), (M, D) -> (N, M) cosine similarities: dot products of unit vectors."""
     return F.normalize(a, p=2, dim=1) @ F.normalize(b, p=2, dim=1).T
 
 
-def mnr_loss(anchor, positive, negatives=None, scale=20.0, rows=None):
+def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0):
     """Multiple Negatives Ranking loss (Henderson et al. 2017, "Efficient Natural Language Response Suggestion").
 
     Each anchor must pick its own positive out of every positive in the batch (and every hard negative): a
-    B-way classification per anchor, scored by scaled cosine similarity and trained with cross-entropy.
-    anchor, positive: (B, D); negatives: None, (B, D), or a list of (B, D) -> scalar loss.
-    `rows`: with several processes, the slice of the (gathered) batch whose anchors this process owns; the
-    candidates stay the whole global batch. None = every row."""
-    rows = rows or slice(0, len(anchor))
-    candidates = torch.cat([positive, *as_list(negatives)])  # (B*(1+k), D): positives first
-    scores = cos_sim(anchor[rows], candidates) * scale  # (b, B*(1+k)), b = rows owned here (B in one process)
-    # Anchor i's right answer is column i (its own positive), so the labels are simply 0, 1, ..., B-1
-    # (this process's share of them); hard negatives sit after all positives and are never a label.
-    labels = torch.arange(rows.start, rows.stop, device=anchor.device)  # (b,)
+    classification over the batch per anchor, scored by scaled cosine similarity, trained with cross-entropy.
+    anchor (b, D); positive (B, D); negatives: None or a list of (B, D) -> scalar. In one process b = B. Under
+    torchrun the anchors are this process's b queries and the candidates the whole global batch: anchor i's
+    positive is then row label_offset + i."""
+    candidates = torch.cat([positive, *(negatives or [])])  # (B*(1+k), D): positives first, then each negative column
+    scores = cos_sim(anchor, candidates) * scale  # (b, B*(1+k))
+    # Anchor i's right answer is column i, its own positive, so the labels are simply 0, 1, ..., b-1 (shifted
+    # to this process's rows); hard negatives sit after all positives and are never a label.
+    labels = torch.arange(len(anchor), device=anchor.device) + label_offset  # (b,)
     return F.cross_entropy(scores, labels)
 
 
-# ---- 4. The training step and loop -------------------------------------------------------------------------
+def global_batch_loss(embeddings, loss_fn, scale, share):
+    """Per-column embeddings of this process's rows -> the loss of its queries against the whole batch, in fp32.
+    In one process this is loss_fn(anchor, positive, negatives)."""
+    anchor, positive, *negatives = [e.float() for e in embeddings]
+    if distributed.world_size() > 1:  # torchrun (distributed.py): every process's candidates, with their graph
+        positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
+    return loss_fn(anchor, positive, negatives, scale=scale, label_offset=share.start)
+
+
+# ---- 7. Optimiser: AdamW with linear warmup and decay ---------------------------------------------------------
 
 def make_optimizer(model, lr, weight_decay):
-    """AdamW with decay on weight matrices only: the recipe sentence-transformers' fit() used for its 0.84.
-
-    The tutorial's own PyTorch loop (0.79) used plain Adam with no decay and no gradient clipping, and fed an
-    unshuffled loader: SNLI stores each premise's hypotheses next to each other, so its batches were full of
-    repeated premises, i.e. false negatives. The library shuffled without duplicates, clipped gradients at
-    1.0 and used AdamW, and those are the differences we keep."""
+    """AdamW with decay on weight matrices only, as sentence-transformers' fit(): the tutorial's PyTorch loop used
+    plain Adam (and no clipping) and scored lower than the library; see the README."""
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "norm" in n.lower()]
     ids = {id(p) for p in no_decay}
     decay = [p for p in model.parameters() if id(p) not in ids]
-    # fused: one kernel updates every tensor (on CPU too, torch >= 2.4): the same AdamW, 97 -> 20 ms per step
-    # for MiniLM on this CPU, a tenth of a batch-32 step.
+    # fused: one kernel updates every tensor, on CPU too: the same AdamW, several times faster.
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=True)
 
 
-def autocast(device):
-    """bf16 autocast on CUDA (halves activation memory, no loss scaling needed); plain fp32 on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def sts_dev_score(encoder, tokenizer, args, sts, step, log, write):
+    """STSb dev Spearman of the model now, printed and logged."""
+    score = evaluate_sts.evaluate((encoder, tokenizer, args.pooling, args.max_length), *sts)["spearman"]
+    write(f"step {step}: STSb dev spearman {score:.4f}")
+    log.write(json.dumps({"step": step, "sts_dev_spearman": score}) + "\n")
+    log.flush()
+    return score
 
 
-def batch_loss(embeddings, loss_fn, scale):
-    """Per-column embeddings of this process's rows -> the loss of its queries against the global batch.
-
-    In one process `gather` returns its input; under torchrun it concatenates every rank's rows (with their
-    graph), so each query here is ranked against all N x b candidates: the effective batch is the global one."""
-    embeddings = [distributed.gather(e.float()) for e in embeddings]  # the softmax over the batch runs in fp32
-    rows = distributed.local_rows(len(embeddings[0]))
-    return loss_fn(embeddings[0], embeddings[1], embeddings[2:] or None, scale=scale, rows=rows)
-
-
-def embed_columns(model, columns, config):
-    """Per-column tokenizer dicts -> per-column (n, D) embeddings, all from the same model (siamese).
-
-    Packed (packing.py) when possible: the same embeddings without computing padding. Otherwise one forward
-    per column, each padded to its own longest row: a shared padded forward would pad anchors to the
-    positives' length too (issue #3 measured ~3,950 vs ~2,800 tokens per step at batch 32, 2.7 vs 2.1 s/step)."""
-    if config["PACK_SEQUENCES"] and not config["PAD_TO_MAX_LENGTH"] and packing.can_pack(model):
-        return packing.embed_packed(model, columns, config["POOLING"])
-    return [embed(model, features, config["POOLING"]) for features in columns]
+def resume(args, encoder, optimizer, scheduler, world, total_steps):
+    """--resume: weights, optimiser, schedule, step and every process's RNG state -> (step, RNG states)."""
+    found = checkpoint.checkpoints(args.output_dir)
+    path = args.resume if args.resume != "latest" else (found[-1] if found else None)
+    if path is None or not os.path.isfile(os.path.join(path, checkpoint.STATE_FILE)):
+        raise ResumeError(f"{path or args.output_dir}: no complete checkpoint to resume from; "
+                          "run the same command without --resume to start over")
+    step, rng = checkpoint.load_checkpoint(path, encoder, optimizer, scheduler, config_of(args))
+    if len(rng) != world:
+        raise ResumeError(f"{path}: written by {len(rng)} process(es), resumed with {world}")
+    print(f"resumed from {path} (step {step} of {total_steps})")
+    return step, rng
 
 
-def train_step(model, columns, loss_fn, config, device):
-    """Embed every column with the same model, compute the loss over the whole batch, and backpropagate.
-    Returns the loss, detached."""
-    chunk = config["MINI_BATCH_SIZE"]
-    if not chunk:
-        with autocast(device):
-            embeddings = embed_columns(model, columns, config)
-        loss = batch_loss(embeddings, loss_fn, config["SCALE"])
-        loss.backward()
-        return loss.detach()
-
-    # GradCache (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup").
-    # The loss needs every embedding of the batch at once, but the encoder's activations are only needed to
-    # backpropagate into the encoder. So: embed in chunks without keeping activations, get the loss's gradient
-    # with respect to each embedding, then redo each chunk's forward with a graph and push that gradient in.
-    # Memory is one chunk's activations plus B x D embeddings, for any batch size; the price is a 2nd forward.
-    chunks = [(c, {k: v[i:i + chunk] for k, v in features.items()})
-              for c, features in enumerate(columns) for i in range(0, len(features["input_ids"]), chunk)]
-    encoder = getattr(model, "module", model)  # the no-graph pass needs none of DDP's gradient hooks
-
-    # (1) Embed every chunk without a graph. Dropout draws from the RNG, so remember the state each chunk
-    #     starts from: the replay in (3) must drop the same units, or its gradient belongs to another forward.
-    states, cached = [], []
-    with torch.no_grad(), autocast(device):
-        for _, features in chunks:
-            states.append(checkpoint.rng_state(device))
-            cached.append(embed_columns(encoder, [features], config)[0].float())
-    end_state = checkpoint.rng_state(device)
-
-    # (2) The loss on the cached embeddings, as leaves that collect d loss / d embedding.
-    leaves = [e.requires_grad_() for e in cached]
-    embeddings = [torch.cat([e for (c, _), e in zip(chunks, leaves) if c == column]) for column in range(len(columns))]
-    loss = batch_loss(embeddings, loss_fn, config["SCALE"])
-    loss.backward()
-
-    # (3) Replay each chunk with a graph under its saved RNG state and backpropagate the cached gradient:
-    #     d loss / d params = sum over chunks of (d loss / d e) . (d e / d params). The dot product is taken in
-    #     fp32. Under DDP, gradients are all-reduced once, on the last chunk, not once per chunk.
-    for i, (_, features) in enumerate(chunks):
-        checkpoint.set_rng_state(states[i], device)
-        last = i == len(chunks) - 1
-        with (contextlib.nullcontext() if last or encoder is model else model.no_sync()):
-            with autocast(device):
-                replayed = embed_columns(model, [features], config)[0]
-            (replayed.float() * leaves[i].grad).sum().backward()
-    checkpoint.set_rng_state(end_state, device)  # continue the RNG stream as if each chunk had run once
-    return loss.detach()
+def config_of(args):
+    """The hyperparameters as saved in training_config.json, the log and checkpoints: BATCH_SIZE, LR, ..."""
+    return {name.upper(): value for name, value in vars(args).items()}
 
 
-def update(model, optimizer, scheduler, max_grad_norm):
-    """Clip the gradient norm, step AdamW and the learning-rate schedule, clear the gradients.
-    Returns the norm before clipping (logged: a spike shows a bad batch before the loss does)."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return grad_norm
+# ---- 8. The loop ----------------------------------------------------------------------------------------------
 
-
-def seed_everything(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def train(config, loss_fn=mnr_loss):
-    """The whole run, top to bottom: data, model, optimiser, loop, save. Returns the output folder."""
-    check_config(config)
-    rank, world, device = distributed.setup(config["DEVICE"])
+def train(args, loss_fn=mnr_loss, command=None):
+    """The whole run: data, model, optimiser, loop, save. Returns the output folder."""
+    check_args(args)
+    rank, world, device = distributed.setup(args.device)
     master = rank == 0  # only rank 0 prints, logs, evaluates and saves
     print0 = print if master else (lambda *a, **k: None)
-    seed_everything(config["SEED"] + rank)  # each rank its own dropout stream (the weights come from the checkpoint)
-    print0(json.dumps(config))
+    torch.manual_seed(args.seed + rank)  # dropout: each process its own stream (every CUDA device is seeded too)
+    print0(json.dumps(config_of(args)))
 
-    # 1. NLI pairs (or triplets) and this run's batches: duplicate-free, fixed by the seed. Every rank draws
-    #    the same global batches and embeds only its own slice of each, so ranks see disjoint rows and all run
-    #    the same number of steps (a rank with one step more would wait forever for the others).
-    nli = data_prep.load_nli(config["NLI_DATA"])
-    rows = data_prep.make_rows(nli, hard_negatives=config["HARD_NEGATIVES"])
-    if not rows:
-        raise data_prep.DataError(f"{config['NLI_DATA']}: no usable rows (no entailment pairs"
-                                  f"{' with a contradiction of the same premise' if config['HARD_NEGATIVES'] else ''})")
-    schedule = [batch for epoch in range(config["EPOCHS"])
-                for batch in data_prep.epoch_batches(rows, config["BATCH_SIZE"], config["SEED"], epoch)]
-    total_steps = min(len(schedule), config["MAX_STEPS"] or len(schedule))
-    mine = distributed.local_rows(config["BATCH_SIZE"])
+    # 1-3. Rows and batches. Every process draws the same global batches and embeds only its share of each, so
+    #      processes see disjoint rows and all run the same number of steps.
+    rows, batches, total_steps = load_batches(args)
+    share = distributed.local_share(args.batch_size)  # this process's slice of every batch
 
-    # 2. Model and tokenizer. Under torchrun, DDP averages gradients over ranks after each backward.
-    model, tokenizer = load_model(config["MODEL_NAME"], config["DROPOUT"])
-    model.to(device)
-    encoder = model
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    # 4-5. The model. Under torchrun, DDP averages the gradients over processes after each backward.
+    encoder, tokenizer = load_model(args.model_name, args.dropout)
+    encoder.to(device)
+    model = encoder if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        encoder, device_ids=[device.index] if device.type == "cuda" else None)
+    pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(encoder)
+    embed_fn = functools.partial(embed_columns, pooling=args.pooling, pack=pack)
+    loss_of = functools.partial(global_batch_loss, loss_fn=loss_fn, scale=args.scale, share=share)
 
-    # 3. Optimiser and the linear warmup/decay schedule.
+    # 7. AdamW, warmup then linear decay.
     from transformers import get_linear_schedule_with_warmup
-    optimizer = make_optimizer(encoder, config["LR"], config["WEIGHT_DECAY"])
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config["WARMUP_RATIO"] * total_steps), total_steps)
+    optimizer = make_optimizer(encoder, args.lr, args.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
+    start_step, rng = resume(args, encoder, optimizer, scheduler, world, total_steps) if args.resume else (0, None)
 
-    start_step, rng = 0, None  # --resume: weights, optimiser, schedule, step and RNG states from a checkpoint
-    if config["RESUME"]:
-        found = checkpoint.checkpoints(config["OUTPUT_DIR"])
-        path = config["RESUME"] if config["RESUME"] != "latest" else (found[-1] if found else None)
-        if path is None or not os.path.isfile(os.path.join(path, checkpoint.STATE_FILE)):
-            raise data_prep.DataError(f"{path or config['OUTPUT_DIR']}: no complete checkpoint to resume from")
-        start_step, rng = checkpoint.load_checkpoint(path, encoder, optimizer, scheduler, config)
-        if len(rng) != world:
-            raise data_prep.DataError(f"{path}: written by {len(rng)} process(es), resumed with {world}")
-
-    sts = None
-    if config["STS_DATA"] and master:
-        import evaluate_sts
-        sts = evaluate_sts.load_sts(config["STS_DATA"], "dev")
-
-    negatives = config["BATCH_SIZE"] * (len(rows[0]) - 1) - 1
-    print0(f"rows: {len(rows)}  steps: {total_steps}  global batch: {config['BATCH_SIZE']} = {world} process(es) "
-           f"x {config['BATCH_SIZE'] // world}  (each query against {negatives} in-batch negatives)  device: {device}")
-    os.makedirs(config["OUTPUT_DIR"], exist_ok=True)
-    log = checkpoint.open_log(config["OUTPUT_DIR"], start_step) if master else None
+    sts = evaluate_sts.load_sts(args.sts_data, "dev") if args.sts_data and master else None
+    print0(describe_run(rows, total_steps, args.batch_size, world, device))
+    log = checkpoint.open_log(args.output_dir, start_step) if master else None
+    scores = []  # (step, STSb dev Spearman), for the model card
+    if sts and start_step == 0:
+        print0(f"scoring STSb dev before training ({len(sts[0])} pairs)")
+        scores.append((0, sts_dev_score(encoder, tokenizer, args, sts, 0, log, print0)))
     if rng:
-        checkpoint.set_all_rng_states(rng[rank], device)  # last, so nothing above draws from the restored streams
+        gradcache.set_rng_state(rng[rank], device)  # last, so nothing above draws from the restored streams
 
-    # 4. The loop. Evaluation sits at the top of an iteration, so the baseline (step 0) and the final score
-    #    (last_step) each happen exactly once; the last iteration only evaluates.
-    progress = tqdm(total=total_steps, desc="train", mininterval=1.0, dynamic_ncols=True, disable=not master)
-    progress.update(start_step)
-    for step in range(start_step, total_steps + 1):
-        last_step = step == total_steps
-        done_before = step == start_step > 0  # a resumed run's first iteration: its eval and save already happened
-        if sts and not done_before and (step == 0 or last_step or (config["EVAL_EVERY"] and step % config["EVAL_EVERY"] == 0)):
-            score = evaluate_sts.evaluate((encoder, tokenizer, config["POOLING"], config["MAX_LENGTH"]), *sts)
-            progress.write(f"step {step}: STSb dev spearman {score['spearman']:.4f}")
-            log.write(json.dumps({"step": step, "sts_dev_spearman": score["spearman"]}) + "\n")
-            log.flush()
-        if config["SAVE_EVERY"] and step % config["SAVE_EVERY"] == 0 and step > 0 and not done_before and not last_step:
-            states = distributed.gather_objects(checkpoint.all_rng_states(device))  # every rank's own streams
-            if master:
-                checkpoint.save_checkpoint(config["OUTPUT_DIR"], step, encoder, tokenizer, optimizer, scheduler,
-                                           config, states, config["KEEP_CHECKPOINTS"])
-        if last_step:
-            break
-
+    # 8. The loop: the tutorial's step, then evaluation and checkpoints. `step` counts the steps done.
+    model.train()
+    started = time.perf_counter()
+    progress = tqdm(total=total_steps, initial=start_step, desc="train", mininterval=1.0, dynamic_ncols=True,
+                    disable=not master)
+    for step in range(start_step + 1, total_steps + 1):
         t0 = time.perf_counter()
-        model.train()
-        batch_rows = [rows[i] for i in schedule[step][mine]]
-        columns = data_prep.collate(batch_rows, tokenizer, config["MAX_LENGTH"], config["PAD_TO_MAX_LENGTH"])
-        loss = distributed.mean_across_ranks(train_step(model, columns, loss_fn, config, device))
-        loss_value = loss.item()  # a CPU-GPU sync point, once per step; the NaN check below needs it anyway
+        # 2. Tokenize this step's rows; each column is padded to its own longest row, not to 128.
+        columns = data_prep.collate([rows[i] for i in batches[step - 1][share]], tokenizer, args.max_length,
+                                    args.pad_to_max_length)
+        # 4-6. Embed every column with the same model, score, backpropagate.
+        if args.mini_batch_size:  # GradCache (gradcache.py): the same gradient, in one mini-batch's memory
+            loss = gradcache.cached_backward(model, columns, embed_fn, loss_of, args.mini_batch_size, device)
+        else:
+            with autocast(device):
+                embeddings = embed_fn(model, columns)  # [anchor, positive, negatives...], (b, D) each
+            loss = loss_of(embeddings)
+            loss.backward()
+        loss_value = distributed.mean_across_ranks(loss.detach()).item()  # a CPU-GPU sync, once per step
         if not math.isfinite(loss_value):
-            raise FloatingPointError(f"step {step}: loss is {loss_value}; the learning rate ({config['LR']}) "
-                                     f"or the scale ({config['SCALE']}) is likely too high")
+            raise FloatingPointError(f"step {step}: loss is {loss_value}; the learning rate ({args.lr}) "
+                                     f"or the scale ({args.scale}) is likely too high")
+        # 7. Clip, step the optimiser and the schedule, clear the gradients.
         lr = scheduler.get_last_lr()[0]  # the rate this step uses (warmup starts at 0, as in transformers)
-        grad_norm = update(model, optimizer, scheduler, config["MAX_GRAD_NORM"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
 
         if master:
-            record = {"step": step + 1, "loss": loss_value, "lr": lr, "grad_norm": grad_norm.item(),
-                      "pairs_per_s": config["BATCH_SIZE"] / (time.perf_counter() - t0)}
-            if device.type == "cuda":
-                record["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            log_step(log, step, loss_value, lr, grad_norm, args.batch_size / (time.perf_counter() - t0), device)
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
         progress.update()
+        if sts and (step == total_steps or args.eval_every and step % args.eval_every == 0):
+            scores.append((step, sts_dev_score(encoder, tokenizer, args, sts, step, log, progress.write)))
+        if args.save_every and step % args.save_every == 0 and step < total_steps:
+            save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device, master)
     progress.close()
 
-    # 5. Save: transformers weights + tokenizer, plus the files sentence-transformers reads.
+    # 9. Save: transformers weights + tokenizer, plus the files sentence-transformers reads.
     if master:
         log.close()
-        checkpoint.save_model(encoder, tokenizer, config["OUTPUT_DIR"], config)
-        print(f"saved to {config['OUTPUT_DIR']}")
+        checkpoint.save_model(encoder, tokenizer, args.output_dir, config_of(args))
+        report_saved(args.output_dir, time.perf_counter() - started)
     distributed.cleanup()
-    return config["OUTPUT_DIR"]
+    return args.output_dir
 
 
-def main(argv=None, defaults=DEFAULTS, choose_loss=lambda config: mnr_loss, choices=FLAG_CHOICES):
-    """Command-line entry, shared with train_bidirectional.py: parse flags, train, turn known errors into one line."""
-    config = parse_config(defaults, argv, choices)
+def describe_run(rows, total_steps, batch_size, world, device):
+    negatives = batch_size * (len(rows[0]) - 1) - 1
+    return (f"{'triplets' if len(rows[0]) > 2 else 'pairs'}: {len(rows)}  steps: {total_steps}  global batch: "
+            f"{batch_size} = {world} process(es) x {batch_size // world}  (each query against {negatives} "
+            f"in-batch negatives)  device: {device}")
+
+
+def save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device, master):
+    """OUTPUT_DIR/checkpoint-STEP (checkpoint.py), with every process's own RNG stream for a bit-identical resume."""
+    states = distributed.gather_objects(gradcache.rng_state(device))  # a collective: every process takes part
+    if master:
+        checkpoint.save_checkpoint(args.output_dir, step, encoder, tokenizer, optimizer, scheduler, config_of(args),
+                                   states, args.keep_checkpoints)
+
+
+def log_step(log, step, loss, lr, grad_norm, pairs_per_s, device):
+    record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm.item(), "pairs_per_s": pairs_per_s}
+    if device.type == "cuda":
+        record["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+
+
+def report_saved(output_dir, seconds):
+    """Where the model is, and what checkpoints remain beside it (they are not needed to use the model)."""
+    print(f"saved to {output_dir} (training took {seconds / 60:.1f} min)")
+    for path in checkpoint.checkpoints(output_dir):
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+        print(f"  checkpoint kept: {path} ({size / 2 ** 20:.0f} MB): delete it if you will not resume or inspect it")
+
+
+def resume_advice(output_dir):
+    """What an interrupted or failed run can continue from."""
+    found = checkpoint.checkpoints(output_dir)
+    if found:
+        return f"run the same command with --resume to continue from {found[-1]}"
+    return "no checkpoint was written yet: run the same command (without --resume) to start over"
+
+
+def main(args, loss_fn=mnr_loss):
+    """The command line: train, and turn what a user can fix into one line (train_bidirectional.py shares it)."""
     try:
-        train(config, choose_loss(config))
-    except (data_prep.DataError, FloatingPointError) as e:
-        sys.exit(f"error: {e}")
+        with exit_on_input_error():
+            train(args, loss_fn, command=[os.path.basename(sys.argv[0]), *sys.argv[1:]])
+    except FloatingPointError as e:
+        sys.exit(f"error: {e}; {resume_advice(args.output_dir)}")
     except KeyboardInterrupt:
-        sys.exit("interrupted: nothing is half-written; run the same command with --resume to continue "
-                 "from the newest checkpoint (written every --save-every steps)")
+        print(f"\ninterrupted: nothing is half-written; {resume_advice(args.output_dir)}", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())
