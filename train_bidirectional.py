@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import distributed
 import train_mnr
 from errors import parse_flags
-from train_mnr import cos_sim
+from train_mnr import candidates, cos_sim
 
 LOSS = "bidirectional"  # "bidirectional" (GTE, one softmax over four directions) or "symmetric" (q->d and d->q)
 OUTPUT_DIR = "output/bidirectional"
@@ -37,7 +37,7 @@ def bidirectional_loss(query, doc, negatives=None, scale=20.0, label_offset=0):
     Hard negatives are extra documents, never queries. Equal to sentence-transformers'
     MultipleNegativesRankingLoss(directions=(all four), partition_mode="joint")."""
     queries = distributed.gather(query)  # (B, D): every query of the global batch
-    docs = torch.cat([doc, *(negatives or [])])  # (B*(1+k), D): every document, positives first
+    docs = candidates(doc, negatives)  # (B*(1+k), D): every document, positives first
     i = torch.arange(len(query), device=query.device) + label_offset  # (b,): each query's row in the global batch
     d_i = doc[label_offset:label_offset + len(query)]  # (b, D): this process's positives
     qd = cos_sim(query, docs) * scale  # (b, B*(1+k)): q_i -> every document; its positive sits at column i
@@ -59,7 +59,7 @@ def symmetric_loss(query, doc, negatives=None, scale=20.0, label_offset=0):
     sides without the same-type terms. Equal to sentence-transformers' MultipleNegativesRankingLoss(
     directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction")."""
     i = torch.arange(len(query), device=query.device) + label_offset  # (b,): the right column in both directions
-    qd = cos_sim(query, torch.cat([doc, *(negatives or [])])) * scale  # (b, B*(1+k))
+    qd = cos_sim(query, candidates(doc, negatives)) * scale  # (b, B*(1+k))
     own_docs = doc[label_offset:label_offset + len(query)]  # (b, D): this process's positives
     dq = cos_sim(own_docs, distributed.gather(query)) * scale  # (b, B): d_i -> every query
     return (F.cross_entropy(qd, i) + F.cross_entropy(dq, i)) / 2

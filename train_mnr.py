@@ -168,16 +168,21 @@ def cos_sim(a, b):
     return F.normalize(a, p=2, dim=1) @ F.normalize(b, p=2, dim=1).T
 
 
+def candidates(positive, negatives=None):
+    """Every candidate document of the batch: the positives first, then each hard-negative column -> (B*(1+k), D).
+    `negatives`: None, one (B, D) column, or a list of them."""
+    return torch.cat([positive, *([negatives] if torch.is_tensor(negatives) else negatives or [])])
+
+
 def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0):
     """Multiple Negatives Ranking loss (Henderson et al. 2017, "Efficient Natural Language Response Suggestion").
 
     Each anchor must pick its own positive out of every positive in the batch (and every hard negative): a
     classification over the batch per anchor, scored by scaled cosine similarity, trained with cross-entropy.
-    anchor (b, D); positive (B, D); negatives: None or a list of (B, D) -> scalar. In one process b = B. Under
+    anchor (b, D); positive (B, D); negatives: None, (B, D) or a list of (B, D) -> scalar. In one process b = B. Under
     torchrun the anchors are this process's b queries and the candidates the whole global batch: anchor i's
     positive is then row label_offset + i."""
-    candidates = torch.cat([positive, *(negatives or [])])  # (B*(1+k), D): positives first, then each negative column
-    scores = cos_sim(anchor, candidates) * scale  # (b, B*(1+k))
+    scores = cos_sim(anchor, candidates(positive, negatives)) * scale  # (b, B*(1+k))
     # Anchor i's right answer is column i, its own positive, so the labels are simply 0, 1, ..., b-1 (shifted
     # to this process's rows); hard negatives sit after all positives and are never a label.
     labels = torch.arange(len(anchor), device=anchor.device) + label_offset  # (b,)
@@ -215,8 +220,8 @@ def sts_dev_score(encoder, tokenizer, args, sts, step, log, write):
     return score
 
 
-def resume(args, encoder, optimizer, scheduler, world, total_steps):
-    """--resume: weights, optimiser, schedule, step and every process's RNG state -> (step, RNG states)."""
+def resume(args, encoder, optimizer, scheduler, world):
+    """--resume: restore weights, optimiser and schedule -> (step, every process's RNG state, checkpoint path)."""
     found = checkpoint.checkpoints(args.output_dir)
     path = args.resume if args.resume != "latest" else (found[-1] if found else None)
     if path is None or not os.path.isfile(os.path.join(path, checkpoint.STATE_FILE)):
@@ -225,8 +230,7 @@ def resume(args, encoder, optimizer, scheduler, world, total_steps):
     step, rng = checkpoint.load_checkpoint(path, encoder, optimizer, scheduler, config_of(args))
     if len(rng) != world:
         raise ResumeError(f"{path}: written by {len(rng)} process(es), resumed with {world}")
-    print(f"resumed from {path} (step {step} of {total_steps})")
-    return step, rng
+    return step, rng, path
 
 
 def config_of(args):
@@ -263,7 +267,10 @@ def train(args, loss_fn=mnr_loss, command=None):
     from transformers import get_linear_schedule_with_warmup
     optimizer = make_optimizer(encoder, args.lr, args.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
-    start_step, rng = resume(args, encoder, optimizer, scheduler, world, total_steps) if args.resume else (0, None)
+    start_step, rng = 0, None
+    if args.resume:  # checkpoint.py: weights, optimiser, schedule, step and RNG states, as the crashed run had them
+        start_step, rng, path = resume(args, encoder, optimizer, scheduler, world)
+        print0(f"resumed from {path} (step {start_step} of {total_steps})")
 
     sts = evaluate_sts.load_sts(args.sts_data, "dev") if args.sts_data and master else None
     print0(describe_run(rows, total_steps, args.batch_size, world, device))
@@ -278,41 +285,40 @@ def train(args, loss_fn=mnr_loss, command=None):
     # 8. The loop: the tutorial's step, then evaluation and checkpoints. `step` counts the steps done.
     model.train()
     started = time.perf_counter()
-    progress = tqdm(total=total_steps, initial=start_step, desc="train", mininterval=1.0, dynamic_ncols=True,
-                    disable=not master)
-    for step in range(start_step + 1, total_steps + 1):
-        t0 = time.perf_counter()
-        # 2. Tokenize this step's rows; each column is padded to its own longest row, not to 128.
-        columns = data_prep.collate([rows[i] for i in batches[step - 1][share]], tokenizer, args.max_length,
-                                    args.pad_to_max_length)
-        # 4-6. Embed every column with the same model, score, backpropagate.
-        if args.mini_batch_size:  # GradCache (gradcache.py): the same gradient, in one mini-batch's memory
-            loss = gradcache.cached_backward(model, columns, embed_fn, loss_of, args.mini_batch_size, device)
-        else:
-            with autocast(device):
-                embeddings = embed_fn(model, columns)  # [anchor, positive, negatives...], (b, D) each
-            loss = loss_of(embeddings)
-            loss.backward()
-        loss_value = distributed.mean_across_ranks(loss.detach()).item()  # a CPU-GPU sync, once per step
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"step {step}: loss is {loss_value}; the learning rate ({args.lr}) "
-                                     f"or the scale ({args.scale}) is likely too high")
-        # 7. Clip, step the optimiser and the schedule, clear the gradients.
-        lr = scheduler.get_last_lr()[0]  # the rate this step uses (warmup starts at 0, as in transformers)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+    with tqdm(total=total_steps, initial=start_step, desc="train", mininterval=1.0, dynamic_ncols=True,
+              disable=not master) as progress:
+        for step in range(start_step + 1, total_steps + 1):
+            t0 = time.perf_counter()
+            # 2. Tokenize this step's rows; each column is padded to its own longest row, not to 128.
+            columns = data_prep.collate([rows[i] for i in batches[step - 1][share]], tokenizer, args.max_length,
+                                        args.pad_to_max_length)
+            # 4-6. Embed every column with the same model, score, backpropagate.
+            if args.mini_batch_size:  # GradCache (gradcache.py): the same gradient, in one mini-batch's memory
+                loss = gradcache.cached_backward(model, columns, embed_fn, loss_of, args.mini_batch_size, device)
+            else:
+                with autocast(device):
+                    embeddings = embed_fn(model, columns)  # [anchor, positive, negatives...], (b, D) each
+                loss = loss_of(embeddings)
+                loss.backward()
+            loss_value = distributed.mean_across_ranks(loss.detach()).item()  # a CPU-GPU sync, once per step
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"step {step}: loss is {loss_value}; the learning rate ({args.lr}) "
+                                         f"or the scale ({args.scale}) is likely too high")
+            # 7. Clip, step the optimiser and the schedule, clear the gradients.
+            lr = scheduler.get_last_lr()[0]  # the rate this step uses (warmup starts at 0, as in transformers)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
 
-        if master:
-            log_step(log, step, loss_value, lr, grad_norm, args.batch_size / (time.perf_counter() - t0), device)
-            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
-        progress.update()
-        if sts and (step == total_steps or args.eval_every and step % args.eval_every == 0):
-            scores.append((step, sts_dev_score(encoder, tokenizer, args, sts, step, log, progress.write)))
-        if args.save_every and step % args.save_every == 0 and step < total_steps:
-            save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device, master)
-    progress.close()
+            if master:
+                log_step(log, step, loss_value, lr, grad_norm, args.batch_size / (time.perf_counter() - t0), device)
+                progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
+            progress.update()
+            if sts and (step == total_steps or args.eval_every and step % args.eval_every == 0):
+                scores.append((step, sts_dev_score(encoder, tokenizer, args, sts, step, log, progress.write)))
+            if args.save_every and step % args.save_every == 0 and step < total_steps:
+                save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device, master)
 
     # 9. Save: transformers weights + tokenizer, plus the files sentence-transformers reads.
     if master:

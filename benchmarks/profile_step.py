@@ -3,11 +3,12 @@
     python benchmarks/profile_step.py --model-name PATH --nli-data ../shared/data/nli [--batch-size 32] [--max-steps 3]
 
 Takes train_mnr.py's flags (so --no-pack-sequences, --dropout 0, --mini-batch-size ... profile those paths).
-Runs 2 warm-up steps, then profiles --max-steps steps (default 3) of the body of train_mnr.py's loop:
-collate, train_step (forward, loss, backward), update (clipping, AdamW, schedule, zero_grad). Prints the tokens
+Runs 2 warm-up steps, then profiles --max-steps steps (default 3) of the body of train_mnr.py's loop: collate,
+forward, loss and backward (GradCache's when --mini-batch-size is given), clipping, AdamW, schedule, zero_grad. Prints the tokens
 per step (real, as computed, and what per-column padding would compute), the time per step by kind of work,
 and the operators that took the most time. Nothing is written.
 """
+import functools
 import os
 import sys
 import time
@@ -18,6 +19,7 @@ from transformers import get_linear_schedule_with_warmup
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data_prep  # noqa: E402
+import gradcache  # noqa: E402
 import packing  # noqa: E402
 import train_mnr  # noqa: E402
 from pooling import load_model  # noqa: E402
@@ -30,22 +32,32 @@ KINDS = {"matrix multiplies (the model's own compute)": ("aten::mm", "aten::addm
 
 
 def main(argv=None):
-    config = train_mnr.parse_config(argv=argv)
-    steps = config["MAX_STEPS"] or 3
-    train_mnr.seed_everything(config["SEED"])
+    args = train_mnr.parse_args(argv)
+    steps = args.max_steps or 3
+    torch.manual_seed(args.seed)
     device = torch.device("cpu")
-    model, tokenizer = load_model(config["MODEL_NAME"], config["DROPOUT"])
+    model, tokenizer = load_model(args.model_name, args.dropout)
     model.train()
-    rows = data_prep.make_rows(data_prep.load_nli(config["NLI_DATA"]), config["HARD_NEGATIVES"])
-    batches = data_prep.epoch_batches(rows, config["BATCH_SIZE"], config["SEED"])[:2 + steps]
-    optimizer = train_mnr.make_optimizer(model, config["LR"], config["WEIGHT_DECAY"])
+    rows = data_prep.make_rows(data_prep.load_nli(args.nli_data), args.hard_negatives)
+    batches = data_prep.epoch_batches(rows, args.batch_size, args.seed)[:2 + steps]
+    optimizer = train_mnr.make_optimizer(model, args.lr, args.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, len(batches))
+    pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(model)
+    embed_fn = functools.partial(train_mnr.embed_columns, pooling=args.pooling, pack=pack)
+    loss_of = functools.partial(train_mnr.global_batch_loss, loss_fn=train_mnr.mnr_loss, scale=args.scale,
+                                share=slice(0, args.batch_size))
 
     def step(batch):
-        """One iteration of train_mnr.py's loop, without its logging. Returns the batch's columns."""
-        cols = data_prep.collate([rows[i] for i in batch], tokenizer, config["MAX_LENGTH"], config["PAD_TO_MAX_LENGTH"])
-        train_mnr.train_step(model, cols, train_mnr.mnr_loss, config, device)
-        train_mnr.update(model, optimizer, scheduler, config["MAX_GRAD_NORM"])
+        """One iteration of train_mnr.py's loop body, without its logging. Returns the batch's columns."""
+        cols = data_prep.collate([rows[i] for i in batch], tokenizer, args.max_length, args.pad_to_max_length)
+        if args.mini_batch_size:
+            gradcache.cached_backward(model, cols, embed_fn, loss_of, args.mini_batch_size, device)
+        else:
+            loss_of(embed_fn(model, cols)).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
         return cols
 
     for batch in batches[:2]:
@@ -58,9 +70,9 @@ def main(argv=None):
     real = sum(int(c["attention_mask"].sum()) for cols in columns for c in cols) / steps
     padded = sum(c["input_ids"].numel() for cols in columns for c in cols) / steps
     packed = sum(packing.pack(cols)[0].numel() for cols in columns) / steps
-    print(f"batch {config['BATCH_SIZE']}, {steps} steps, {torch.get_num_threads()} threads: {wall * 1e3:.0f} ms per step "
+    print(f"batch {args.batch_size}, {steps} steps, {torch.get_num_threads()} threads: {wall * 1e3:.0f} ms per step "
           f"under the profiler; tokens per step: {real:.0f} real, {packed:.0f} packed slots, {padded:.0f} when each column "
-          f"is padded (this run computes the {'packed' if config['PACK_SEQUENCES'] else 'padded'} ones)")
+          f"is padded (this run computes the {'packed' if pack else 'padded'} ones)")
     ops = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in ops) / steps / 1e3
     print(f"\n| kind of work | ms per step | share |\n| --- | --- | --- |")

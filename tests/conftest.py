@@ -1,7 +1,9 @@
-"""Shared fixtures: the real data folder (skipped when absent), the real MiniLM, and a tiny random BERT.
+"""Shared fixtures: the real data (the full local files, else the small real sample in tests/data), the real
+MiniLM, and a tiny random BERT.
 
 The tiny model has MiniLM's tokenizer (bert-base-uncased vocabulary) on a 2-layer, 32-wide random BERT:
 it trains and saves like the real thing in well under a second per step."""
+import gzip
 import os
 import subprocess
 import sys
@@ -10,24 +12,62 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-DATA_DIR = os.environ.get("MNR_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
+
+# Data: the full local files when they are there ($MNR_DATA_DIR, else ../shared/data beside the repo), otherwise
+# the sample shipped in tests/data (real rows cut from the full files by tests/data/make_sample.py), so a fresh
+# clone runs every data test instead of skipping them. FULL_DATA (also the `full_data` fixture) says which:
+# tests that check a figure only true of the full files (e.g. STSb dev's 1,500 pairs) use it to pick the figure.
+FULL_DATA_DIR = os.environ.get("MNR_DATA_DIR") or os.path.join(ROOT, "..", "shared", "data")
+SAMPLE_DIR = os.path.join(ROOT, "tests", "data")
+# What the tests read in each layout, relative to the data folder.
+FULL_FILES = {"nli": "nli", "sts": "stsb", "snli_test": os.path.join("nli", "snli_test.tsv.gz")}
+SAMPLE_FILES = {"nli": "nli", "sts": "stsb", "snli_test": os.path.join("nli", "snli_test_sample.tsv.gz")}
+FULL_DATA = all(os.path.exists(os.path.join(FULL_DATA_DIR, f)) for f in
+                [*FULL_FILES.values(), os.path.join("stsb", "dev.tsv.gz"), os.path.join("stsb", "test.tsv.gz")])
+DATA_DIR, DATA_FILES = (FULL_DATA_DIR, FULL_FILES) if FULL_DATA else (SAMPLE_DIR, SAMPLE_FILES)
+
+
+def pytest_report_header(config):
+    if FULL_DATA:
+        return f"data: full local files in {os.path.abspath(DATA_DIR)}"
+    return (f"data: the sample in tests/data (no complete nli/ + stsb/ at {os.path.abspath(FULL_DATA_DIR)}; "
+            "set MNR_DATA_DIR to use full files)")
 
 
 def data_path(*parts):
+    """A path inside the data folder in use (full or sample). Never skips: the sample is part of the repo."""
     path = os.path.join(DATA_DIR, *parts)
     if not os.path.exists(path):
-        pytest.skip(f"real data not found at {path} (set MNR_DATA_DIR to the folder holding nli/ and stsb/)")
+        raise FileNotFoundError(f"{path}: missing from the {'full data' if FULL_DATA else 'shipped sample'}")
     return path
+
+
+def count_rows(path):
+    """Data rows of a gzip TSV with a header, counted without the project's loaders (quoting off: split lines)."""
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+        return sum(1 for line in f if line.strip("\r\n")) - 1
+
+
+@pytest.fixture(scope="session")
+def full_data():
+    """True when the tests read the full local files, False when they read the shipped sample."""
+    return FULL_DATA
 
 
 @pytest.fixture(scope="session")
 def nli_dir():
-    return data_path("nli")
+    return data_path(DATA_FILES["nli"])
 
 
 @pytest.fixture(scope="session")
 def sts_dir():
-    return data_path("stsb")
+    return data_path(DATA_FILES["sts"])
+
+
+@pytest.fixture(scope="session")
+def snli_test_file():
+    """An SNLI split training never saw (whole premise groups), for the retrieval task."""
+    return data_path(DATA_FILES["snli_test"])
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +90,32 @@ def tiny_model_dir(tmp_path_factory, minilm_path):
     return str(path)
 
 
-def run_script(*args, timeout=600):
-    """Run one of the project's scripts as a user would; returns the CompletedProcess (never raises)."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+def script_env(**extra):
+    """The environment a script runs in here: the repo importable, no hub, no tokenizer threads of its own."""
+    return {**os.environ, "PYTHONPATH": ROOT, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", **extra}
+
+
+def start_script(*args, cwd=ROOT, start_new_session=False, **env):
+    """Start `python ARGS...` (one of the project's scripts, as a user would) without waiting; output captured.
+    `start_new_session`: its own process group, so a test can signal it and every child it started."""
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=script_env(**env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=start_new_session)
+
+
+def finish(proc, timeout=600):
+    """Wait for a started script -> CompletedProcess (never raises on a non-zero exit)."""
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_script(*args, timeout=600, cwd=ROOT, **env):
+    """Run one of the project's scripts as a user would -> CompletedProcess (never raises on a non-zero exit)."""
+    return finish(start_script(*args, cwd=cwd, **env), timeout)
+
+
+def write_tsv(path, header, rows):
+    """A TSV file (gzip when the name ends in .gz) with a header line, written as the local data files are."""
+    with (gzip.open if str(path).endswith(".gz") else open)(path, "wt", encoding="utf-8", newline="") as f:
+        for row in [header, *rows]:
+            f.write("\t".join(row) + "\n")
+    return str(path)

@@ -9,23 +9,18 @@ import pytest
 
 import evaluate_sts
 import train_mnr
+from conftest import write_tsv
+
+NLI_HEADER = ("premise", "hypothesis", "label")
 
 GOOD_ROWS = [("A man plays a guitar.", "A man plays music.", "0"), ("A dog runs.", "An animal moves.", "0"),
              ("Kids swim in a lake.", "Children are in water.", "0"), ("A chef cooks.", "Someone makes food.", "0"),
              ("A man plays a guitar.", "Nobody plays music.", "2")]
 
 
-def write_tsv(path, rows, header=("premise", "hypothesis", "label")):
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wt") as f:
-        for row in [header, *rows]:
-            f.write("\t".join(row) + "\n")
-    return str(path)
-
-
 def fails(argv, *expected):
     with pytest.raises(SystemExit) as exit_info:
-        train_mnr.main(argv)
+        train_mnr.main(train_mnr.parse_args(argv))
     message = str(exit_info.value.code)
     assert exit_info.value.code not in (0, None)
     assert message.startswith("error:") and "\n" not in message, message
@@ -36,7 +31,7 @@ def fails(argv, *expected):
 
 @pytest.fixture
 def good(tmp_path):
-    return write_tsv(tmp_path / "train.tsv", GOOD_ROWS)
+    return write_tsv(tmp_path / "train.tsv", NLI_HEADER, GOOD_ROWS)
 
 
 @pytest.fixture
@@ -61,7 +56,7 @@ def test_empty_file(base, tmp_path):
 
 
 def test_truncated_gzip(base, tmp_path):
-    full = write_tsv(tmp_path / "full.tsv.gz", GOOD_ROWS * 200)
+    full = write_tsv(tmp_path / "full.tsv.gz", NLI_HEADER, GOOD_ROWS * 200)
     data = open(full, "rb").read()
     (tmp_path / "train.tsv.gz").write_bytes(data[: len(data) // 2])
     fails(base(str(tmp_path / "train.tsv.gz")), "train.tsv.gz", "could not be read")
@@ -73,17 +68,17 @@ def test_corrupt_gzip(base, tmp_path):
 
 
 def test_missing_columns(base, tmp_path):
-    path = write_tsv(tmp_path / "train.tsv", [("a", "b")], header=("sentence1", "sentence2"))
+    path = write_tsv(tmp_path / "train.tsv", ("sentence1", "sentence2"), [("a", "b")])
     fails(base(path), "missing column(s) premise, hypothesis, label", "found sentence1, sentence2")
 
 
 def test_bad_label(base, tmp_path):
-    path = write_tsv(tmp_path / "train.tsv", GOOD_ROWS + [("x", "y", "maybe")])
+    path = write_tsv(tmp_path / "train.tsv", NLI_HEADER, GOOD_ROWS + [("x", "y", "maybe")])
     fails(base(path), "train.tsv", "bad label 'maybe'")
 
 
 def test_no_entailment_rows(base, tmp_path):
-    path = write_tsv(tmp_path / "train.tsv", [("a", "b", "1"), ("c", "d", "2")])
+    path = write_tsv(tmp_path / "train.tsv", NLI_HEADER, [("a", "b", "1"), ("c", "d", "2")])
     fails(base(path), "no usable rows")
 
 
@@ -116,7 +111,7 @@ def test_output_path_is_a_file(base, good, tmp_path):
 
 
 def test_sts_score_not_numeric(base, good, tmp_path):
-    sts = write_tsv(tmp_path / "dev.tsv", [("a", "b", "3.0"), ("c", "d", "high")], ("sentence1", "sentence2", "score"))
+    sts = write_tsv(tmp_path / "dev.tsv", ("sentence1", "sentence2", "score"), [("a", "b", "3.0"), ("c", "d", "high")])
     fails(base(good, "--sts-data", sts), "dev.tsv", "score column is not numeric", "'high'")
     with pytest.raises(SystemExit) as exit_info:
         evaluate_sts.main(["some-model", "--sts-data", sts])
@@ -125,23 +120,39 @@ def test_sts_score_not_numeric(base, good, tmp_path):
 
 def test_hub_unreachable(base, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("data_prep._hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("hub.reachable", lambda *a, **k: False)
     fails(base("hub"), "hub is unreachable", "--nli-data PATH")
 
 
 def test_nothing_written_on_failure(base, tmp_path):
     with pytest.raises(SystemExit):
-        train_mnr.main(base(str(tmp_path / "nope.tsv")))
+        train_mnr.main(train_mnr.parse_args(base(str(tmp_path / "nope.tsv"))))
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_flag_is_rejected(capsys):
+def test_unknown_flag_is_rejected_with_the_closest_known_one(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train_mnr.main(["--bogus", "1"])
+        train_mnr.parse_args(["--bogus", "1"])
     assert exit_info.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        train_mnr.parse_args(["--batchsize", "64"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --batchsize (did you mean --batch-size?)" in capsys.readouterr().err
 
 
 def test_hub_model_name_without_network(good, monkeypatch):
-    monkeypatch.setattr("data_prep._hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("hub.reachable", lambda *a, **k: False)
     fails(["--model-name", "no-such-org-model-xyz", "--nli-data", good, "--batch-size", "2"],
           "no-such-org-model-xyz", "hub is unreachable", "--model-name")
+
+
+def test_every_offline_input_is_named_in_one_line(tmp_path, monkeypatch):
+    """Without network, the model, the NLI data and the STS data that need the hub come in one message, each with
+    its local alternative, before any work (nothing is written)."""
+    monkeypatch.setattr("hub.reachable", lambda *a, **k: False)
+    message = fails(["--model-name", "no-such-org-model-xyz", "--nli-data", "hub", "--sts-data", "hub",
+                     "--output-dir", str(tmp_path / "out")],
+                    "hub is unreachable", "--model-name FOLDER", "no-such-org-model-xyz", "--nli-data PATH",
+                    "--sts-data PATH")
+    assert message.count("--") >= 3
+    assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import train_bidirectional as tb
+import train_mnr
 
 
 def s(x, y, scale):
@@ -117,11 +118,13 @@ def test_equal_to_sentence_transformers(minilm_path, k):
         sym.compute_loss_from_embeddings([q, d, *negs], None).item(), abs=1e-5)
 
 
-@pytest.mark.parametrize("loss_fn", [tb.bidirectional_loss, tb.symmetric_loss])
-def test_rows_split_sums_to_whole_batch(loss_fn):
-    """What data parallel relies on: the losses of disjoint row slices (each against the full batch) average
-    to the loss of the whole batch, so N processes with b rows each train like one with N*b."""
+@pytest.mark.parametrize("loss_fn", [tb.bidirectional_loss, tb.symmetric_loss, train_mnr.mnr_loss])
+def test_split_over_processes_averages_to_the_whole_batch(loss_fn, monkeypatch):
+    """What data parallel relies on: two processes, each with its own 3 queries (label_offset 0 and 3) against the
+    whole batch's documents, average to the loss of the whole batch, so N processes with b rows each train like
+    one with N*b. The all-gather of the queries is played by returning every query."""
     q, d, negs = embeddings(1, B=6)
     whole = loss_fn(q, d, negs)
-    halves = (loss_fn(q, d, negs, rows=slice(0, 3)) + loss_fn(q, d, negs, rows=slice(3, 6))) / 2
+    monkeypatch.setattr(tb.distributed, "gather", lambda x: q)
+    halves = (loss_fn(q[:3], d, negs, label_offset=0) + loss_fn(q[3:], d, negs, label_offset=3)) / 2
     assert halves.item() == pytest.approx(whole.item(), abs=1e-12)

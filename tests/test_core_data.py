@@ -4,14 +4,12 @@ import gzip
 import json
 import os
 import re
-import subprocess
-import sys
 from collections import defaultdict
 
 import pytest
 
 import data_prep
-from conftest import ROOT
+from conftest import ROOT, run_script, write_tsv
 
 # ---------------------------------------------------------------------------------------------------------
 # epoch_batches
@@ -105,9 +103,9 @@ def test_same_seed_is_stable_across_processes():
             "print(data_prep.epoch_batches(rows, 5, seed=3, epoch=2))")
     outs = set()
     for hashseed in ("1", "2"):
-        env = dict(os.environ, PYTHONPATH=ROOT, PYTHONHASHSEED=hashseed)
-        outs.add(subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                                check=True, timeout=60).stdout)
+        result = run_script("-c", code, PYTHONHASHSEED=hashseed, timeout=60)
+        assert result.returncode == 0, result.stderr[-2000:]
+        outs.add(result.stdout)
     assert len(outs) == 1
 
 
@@ -157,18 +155,14 @@ HAND_TRIPLETS = [("P1 a man sleeps.", "A person rests.", '"Quoted start with no 
                  ("P1 a man sleeps.", "Someone is asleep. ", '"Quoted start with no end')]
 
 
-def write_tsv(path, rows, header=HEADER, opener=open):
-    with opener(path, "wt", encoding="utf-8", newline="") as f:
-        f.write("\t".join(header) + "\n")
-        for r in rows:
-            f.write("\t".join(list(r) + ["hand"]) + "\n")
-    return str(path)
+def write_hand(path, rows):
+    """Hand-written NLI rows as a TSV (gzip for .gz names) with an extra free-text column, as the real files have."""
+    return write_tsv(path, HEADER, [(*row, "hand") for row in rows])
 
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_tsv_keeps_exactly_the_entailment_rows_as_written(tmp_path, gz):
-    path = write_tsv(tmp_path / ("hand_train.tsv.gz" if gz else "hand_train.tsv"), HAND_ROWS,
-                     opener=gzip.open if gz else open)
+    path = write_hand(tmp_path / ("hand_train.tsv.gz" if gz else "hand_train.tsv"), HAND_ROWS)
     nli = data_prep.load_nli(path)
     assert len(nli) == len(HAND_ROWS)  # no rows glued together by a quote, none dropped as NA
     assert nli["label"] == [int({"-": -1}.get(y, y)) for _, _, y in HAND_ROWS]
@@ -177,7 +171,7 @@ def test_tsv_keeps_exactly_the_entailment_rows_as_written(tmp_path, gz):
 
 
 def test_triplets_come_only_from_the_same_premise(tmp_path):
-    nli = data_prep.load_nli(write_tsv(tmp_path / "hand_train.tsv", HAND_ROWS))
+    nli = data_prep.load_nli(write_hand(tmp_path / "hand_train.tsv", HAND_ROWS))
     triplets = data_prep.make_rows(nli, hard_negatives=True)
     assert sorted(triplets) == sorted(HAND_TRIPLETS)
     labels = {(p, h): y for p, h, y in HAND_ROWS}
@@ -188,7 +182,7 @@ def test_triplets_come_only_from_the_same_premise(tmp_path):
 def test_triplets_are_every_entailment_contradiction_combination(tmp_path):
     rows = [("P", "e1", "0"), ("Q", "qe", "0"), ("P", "c1", "2"), ("P", "e2", "0"), ("P", "c2", "2"),
             ("Q", "qn", "1"), ("R", "rc", "2")]
-    nli = data_prep.load_nli(write_tsv(tmp_path / "x_train.tsv", rows))
+    nli = data_prep.load_nli(write_hand(tmp_path / "x_train.tsv", rows))
     assert sorted(data_prep.make_rows(nli, hard_negatives=True)) == sorted(
         [("P", e, c) for e in ("e1", "e2") for c in ("c1", "c2")])
 
@@ -196,22 +190,22 @@ def test_triplets_are_every_entailment_contradiction_combination(tmp_path):
 def test_labels_given_as_words(tmp_path):
     words = {"0": "entailment", "1": "neutral", "2": "contradiction", "-1": "-", "-": "-"}
     rows = [(p, h, words[y]) for p, h, y in HAND_ROWS]
-    nli = data_prep.load_nli(write_tsv(tmp_path / "words_train.tsv", rows))
+    nli = data_prep.load_nli(write_hand(tmp_path / "words_train.tsv", rows))
     assert data_prep.make_rows(nli) == HAND_PAIRS
     assert sorted(data_prep.make_rows(nli, hard_negatives=True)) == sorted(HAND_TRIPLETS)
 
 
 def test_bad_label_raises_data_error(tmp_path):
-    path = write_tsv(tmp_path / "bad_train.tsv", [("a", "b", "0"), ("c", "d", "maybe")])
+    path = write_hand(tmp_path / "bad_train.tsv", [("a", "b", "0"), ("c", "d", "maybe")])
     with pytest.raises(data_prep.DataError, match="maybe"):
         data_prep.load_nli(path)
 
 
 def test_directory_loads_only_train_files(tmp_path):
-    write_tsv(tmp_path / "snli_train.tsv", [("T1", "t1 entails", "0")])
-    write_tsv(tmp_path / "mnli_train_part.tsv.gz", [("T2", "t2 entails", "0")], opener=gzip.open)
-    write_tsv(tmp_path / "snli_dev.tsv", [("D1", "dev entails", "0")])
-    write_tsv(tmp_path / "test.tsv", [("X1", "test entails", "0")])
+    write_hand(tmp_path / "snli_train.tsv", [("T1", "t1 entails", "0")])
+    write_hand(tmp_path / "mnli_train_part.tsv.gz", [("T2", "t2 entails", "0")])
+    write_hand(tmp_path / "snli_dev.tsv", [("D1", "dev entails", "0")])
+    write_hand(tmp_path / "test.tsv", [("X1", "test entails", "0")])
     (tmp_path / "train_notes.md").write_text("not data\n")
     nli = data_prep.load_nli(str(tmp_path))
     assert sorted(data_prep.make_rows(nli)) == [("T1", "t1 entails"), ("T2", "t2 entails")]
@@ -272,9 +266,8 @@ def snapshot(root):
 
 def test_script_counts_match_make_rows_and_it_writes_nothing(nli_dir, real_rows, tmp_path):
     before = snapshot(ROOT)
-    env = dict(os.environ, PYTHONPATH=ROOT, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "data_prep.py"), "--nli-data", nli_dir,
-                           "--hard-negatives"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_script(os.path.join(ROOT, "data_prep.py"), "--nli-data", nli_dir, "--hard-negatives", cwd=tmp_path,
+                      timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = {k: int(v) for k, v in re.findall(r"^(pairs|triplets): (\d+)$", proc.stdout, re.M)}
     assert counts == {"pairs": len(real_rows["pairs"]), "triplets": len(real_rows["triplets"])}, proc.stdout

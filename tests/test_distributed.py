@@ -6,25 +6,21 @@ anchors with their own negatives (a bug the peer library shipped), and a gradien
 (another) would show up as a different update."""
 import json
 import os
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT
+from conftest import run_script
 
 COMMON = ["--max-steps", "2", "--batch-size", "16", "--lr", "1e-3", "--dropout", "0", "--hard-negatives",
           "--warmup-ratio", "0"]
 
 
 def run(tmp_path, name, script, *extra, processes=1):
-    import subprocess
     out = str(tmp_path / name)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    cmd = (launcher if processes > 1 else [sys.executable]) + [script, *extra, "--output-dir", out]
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    result = run_script(*launcher, script, *extra, "--output-dir", out, OMP_NUM_THREADS="1")
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "train_log.jsonl")) as f:
         steps = [json.loads(line) for line in f if '"loss"' in line]

@@ -1,12 +1,30 @@
-"""GradCache (--mini-batch-size): the same loss and gradients as the plain large-batch step."""
+"""GradCache (--mini-batch-size, gradcache.py): the same loss and gradients as the plain large-batch step."""
 import copy
+import functools
 
 import pytest
 import torch
 
 import data_prep
+import gradcache
 import train_bidirectional
 import train_mnr
+
+CPU = torch.device("cpu")
+
+
+def backward(model, columns, loss_fn, mini_batch_size=None, pack=True):
+    """One step's forward and backward as train_mnr.train runs it -> (loss, {parameter: gradient})."""
+    model.zero_grad(set_to_none=True)
+    embed_fn = functools.partial(train_mnr.embed_columns, pooling="mean", pack=pack)
+    loss_of = functools.partial(train_mnr.global_batch_loss, loss_fn=loss_fn, scale=20.0,
+                                share=slice(0, len(columns[0]["input_ids"])))
+    if mini_batch_size:
+        loss = gradcache.cached_backward(model, columns, embed_fn, loss_of, mini_batch_size, CPU)
+    else:
+        loss = loss_of(embed_fn(model, columns))
+        loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.fixture(scope="module")
@@ -17,22 +35,14 @@ def setup(tiny_model_dir, nli_dir):
     return model, tokenizer, rows
 
 
-def step(model, columns, loss_fn, mini_batch_size, seed=1):
-    model.zero_grad(set_to_none=True)
-    config = dict(train_mnr.DEFAULTS, MINI_BATCH_SIZE=mini_batch_size)
-    torch.manual_seed(seed)
-    loss = train_mnr.train_step(model, columns, loss_fn, config, torch.device("cpu"))
-    return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("kind", ["pairs", "triplets"])
 @pytest.mark.parametrize("loss_fn", [train_mnr.mnr_loss, train_bidirectional.bidirectional_loss,
                                      train_bidirectional.symmetric_loss])
 def test_cached_step_equals_plain_step(setup, kind, loss_fn):
     model, tokenizer, rows = setup
     columns = data_prep.collate(rows[kind], tokenizer)
-    plain_loss, plain = step(copy.deepcopy(model), columns, loss_fn, None)
-    cached_loss, cached = step(copy.deepcopy(model), columns, loss_fn, 6)  # 20 rows: chunks of 6, 6, 6, 2
+    plain_loss, plain = backward(copy.deepcopy(model), columns, loss_fn)
+    cached_loss, cached = backward(copy.deepcopy(model), columns, loss_fn, 6)  # 20 rows: mini-batches of 6, 6, 6, 2
     assert cached_loss.item() == pytest.approx(plain_loss.item(), abs=1e-6)
     assert plain.keys() == cached.keys() and len(plain) > 10
     for name in plain:
@@ -40,31 +50,27 @@ def test_cached_step_equals_plain_step(setup, kind, loss_fn):
     assert sum(g.abs().sum() for g in plain.values()) > 0
 
 
-def test_replay_reproduces_first_pass_with_dropout_on(setup, monkeypatch):
-    """With dropout on, pass 3 must see the same dropout masks as pass 1: record both passes' embeddings."""
+def test_replay_sees_the_same_dropout_masks_as_the_first_pass(setup):
+    """With dropout on, pass (3) must drop the units pass (1) dropped: record both passes' embeddings."""
     model, tokenizer, rows = setup
     model = copy.deepcopy(model)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.1
+    model.train()
     columns = data_prep.collate(rows["triplets"], tokenizer)
     calls = []
-    real_embed_columns = train_mnr.embed_columns
 
-    def recording(*args, **kwargs):
-        out = real_embed_columns(*args, **kwargs)
+    def recording(model, columns):
+        out = train_mnr.embed_columns(model, columns, "mean", True)
         calls.append(out[0].detach().clone())
         return out
 
-    monkeypatch.setattr(train_mnr, "embed_columns", recording)
-    step(model, columns, train_mnr.mnr_loss, 6)
+    loss_of = functools.partial(train_mnr.global_batch_loss, loss_fn=train_mnr.mnr_loss, scale=20.0, share=slice(0, 20))
+    gradcache.cached_backward(model, columns, recording, loss_of, 6, CPU)
     n = len(calls) // 2
-    assert n == 3 * 4  # three columns, four chunks each: one no-graph pass, one replay
+    assert n == 3 * 4  # three columns, four mini-batches each: one no-graph pass, one replay
     for first, replay in zip(calls[:n], calls[n:]):
         assert torch.equal(first, replay)
     # ...and dropout really is on: two forwards from the same start state without the restore differ.
-    model.train()
-    config = train_mnr.DEFAULTS
-    a = real_embed_columns(model, columns[:1], config)[0]
-    b = real_embed_columns(model, columns[:1], config)[0]
-    assert not torch.equal(a, b)
+    assert not torch.equal(recording(model, columns[:1])[0], recording(model, columns[:1])[0])

@@ -1,0 +1,255 @@
+"""The model card: a README.md in every saved model folder, so a folder found months later says what it is, how it
+was made and how to load it.
+
+Written with the model, from the run's hyperparameters and what the training loop measured; no network. The YAML
+front matter is the metadata the Hugging Face hub reads (base model, library, task, tags, datasets, and the last
+STSb dev score in the hub's model-index format); the text after it is for people. Paths and the command appear
+as the user typed them.
+"""
+import json
+import math
+import os
+import re
+import shlex
+
+# The hub datasets data_prep.load_hub_nli reads for --nli-data hub (SNLI, and MultiNLI from GLUE).
+NLI_HUB_DATASETS = ["stanfordnlp/snli", "nyu-mll/glue"]
+# --loss -> (the sentence-transformers class that computes the same loss, for the hub's loss: tag; its name here).
+LOSSES = {
+    "mnr": ("MultipleNegativesRankingLoss", "Multiple Negatives Ranking loss (Henderson et al. 2017)"),
+    "bidirectional": ("MultipleNegativesRankingLoss",  # with all four directions under one softmax
+                      "GTE's improved contrastive loss (Li et al. 2023): Multiple Negatives Ranking in four "
+                      "directions"),
+    "symmetric": ("MultipleNegativesSymmetricRankingLoss",
+                  "symmetric Multiple Negatives Ranking loss (query to document and document to query)"),
+}
+EXAMPLE = json.dumps(["A man is playing a guitar.", "Someone plays an instrument."])  # what the examples embed
+# How the transformers example turns token vectors (B, T, D) into one vector per sentence, for each POOLING.
+POOLING_CODE = {
+    "mean": ["mask = batch[\"attention_mask\"].unsqueeze(-1).to(tokens.dtype)  # (B, T, 1): 0 on padding",
+             "embeddings = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # mean of the real tokens"],
+    "cls": ["embeddings = tokens[:, 0]  # the [CLS] token's vector"],
+    "max": ["mask = batch[\"attention_mask\"].unsqueeze(-1).bool()  # (B, T, 1): False on padding",
+            "embeddings = tokens.masked_fill(~mask, torch.finfo(tokens.dtype).min).max(1).values  # padding loses"],
+}
+
+
+def to_yaml(value, indent=""):
+    """Block-style YAML lines for nested dicts and lists. Scalars are written as JSON (JSON strings, numbers,
+    true/false/null are valid YAML), so no value needs YAML's own quoting rules."""
+    lines = []
+    items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+    for key, item in items:
+        head = f"{indent}{key}:" if key is not None else f"{indent}-"
+        if isinstance(item, (dict, list)):
+            nested = to_yaml(item, indent + "  ")
+            if key is None:  # a list item that is a mapping starts on the dash's line
+                lines += [f"{head} {nested[0].lstrip()}", *nested[1:]]
+            else:
+                lines += [head, *nested]
+        else:
+            lines.append(f"{head} {json.dumps(item, ensure_ascii=False)}")
+    return lines
+
+
+def read_json(path, default):
+    if not os.path.isfile(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def module_kind(module):
+    """A modules.json entry's kind: "Normalize" for sentence_transformers.models.Normalize."""
+    return module["type"].rsplit(".", 1)[-1]
+
+
+def is_hub_id(name):
+    """`org/name` (or a bare legacy name like bert-base-uncased) that is not a local path."""
+    return bool(name) and not os.path.exists(name) and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
+
+
+def loss_key(config):
+    return config.get("LOSS", "mnr")  # only train_bidirectional.py has --loss; train_mnr.py trains MNR
+
+
+def matryoshka_dims(config):
+    dims = config.get("MATRYOSHKA_DIMS") or []  # "384,256,128" as typed, or already a list
+    return [int(d) for d in (dims.split(",") if isinstance(dims, str) else dims)]
+
+
+def train_datasets(config):
+    """Hub datasets the run trained on; local files are no hub dataset, so they are named in the text only."""
+    if config.get("TRAIN_DATA"):
+        return [config["TRAIN_DATA"]] if is_hub_id(config["TRAIN_DATA"]) else []
+    return NLI_HUB_DATASETS if config.get("NLI_DATA") == "hub" else []
+
+
+def data_name(config, facts):
+    """What the run trained on, as the loop described it or as the user typed it; None when neither says."""
+    if facts.get("data", {}).get("source"):
+        return facts["data"]["source"]
+    if config.get("TRAIN_DATA"):
+        return f"`{config['TRAIN_DATA']}`"
+    if config.get("NLI_DATA") == "hub":
+        return "SNLI + MultiNLI from the hub (" + ", ".join(NLI_HUB_DATASETS) + ")"
+    return f"NLI pairs from `{config['NLI_DATA']}`" if config.get("NLI_DATA") else None
+
+
+def sts_result(config, scores, name):
+    """The last STSb dev Spearman in the hub's model-index format; None when the run evaluated none."""
+    if not scores or not math.isfinite(scores[-1][1]):
+        return None
+    dataset = {"name": "STSb dev", "type": "sts-dev"}  # a local STSb copy: no hub id to point at
+    if config.get("STS_DATA") == "hub":
+        from evaluate_sts import STS_HUB
+        hub_name, hub_config, split = STS_HUB["dev"][:3]
+        dataset = {"name": "STSb dev", "type": hub_name, "config": hub_config, "split": split}
+    return [{"name": name, "results": [{
+        "task": {"type": "semantic-similarity", "name": "Semantic Similarity"},
+        "dataset": dataset,
+        "metrics": [{"type": "spearman_cosine", "value": round(scores[-1][1], 4), "name": "Spearman Cosine"}]}]}]
+
+
+def front_matter(config, facts, name):
+    meta = {}
+    if is_hub_id(config.get("MODEL_NAME")):  # the hub refuses a base_model that is no hub model id (a local path)
+        meta["base_model"] = config["MODEL_NAME"]
+    meta["library_name"] = "sentence-transformers"
+    meta["pipeline_tag"] = "sentence-similarity"
+    if not config.get("TRAIN_DATA"):
+        meta["language"] = ["en"]  # SNLI and MultiNLI are English
+    tags = ["sentence-transformers", "sentence-similarity", "feature-extraction", f"loss:{LOSSES[loss_key(config)][0]}"]
+    meta["tags"] = tags + (["loss:MatryoshkaLoss"] if matryoshka_dims(config) else [])
+    datasets, result = train_datasets(config), sts_result(config, facts.get("sts_dev"), name)
+    if datasets:
+        meta["datasets"] = datasets
+    if result:
+        meta["model-index"] = result
+    return ["---", *to_yaml(meta), "---"]
+
+
+def cell(value):
+    return repr(value).replace("|", "\\|")  # a | inside a Markdown table cell would split it
+
+
+def duration(seconds):
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d} (h:mm:ss)"
+
+
+def training_section(config, facts):
+    lines = ["## How it was trained", ""]
+    if facts.get("command"):
+        command = shlex.join(facts["command"])
+        python = "python " if facts["command"][0].endswith(".py") else ""  # argv holds the script, not the interpreter
+        lines += ["```bash", python + command, "```", ""]
+    run = []
+    if "steps" in facts:
+        run.append(f"{facts['steps']:,} steps" + (f" of {facts['total_steps']:,}" if "total_steps" in facts else ""))
+    if "wall_time_s" in facts:
+        run.append(f"in {duration(facts['wall_time_s'])}")
+    if "device" in facts:
+        run.append(f"on {facts['device']}")
+    if run:
+        lines += [f"Trained for {' '.join(run)}.", ""]
+    data = facts.get("data")
+    if data and set(data) - {"source"}:  # the source alone is already named at the top
+        labels = {"source": "Source", "rows": "Rows", "pairs": "Pairs", "negatives_per_row": "Negatives per row"}
+        lines += ["### Data", ""] + [f"- {labels.get(k, k)}: {f'{v:,}' if isinstance(v, int) else v}"
+                                     for k, v in data.items()] + [""]
+    return lines
+
+
+def hyperparameter_section(config, facts):
+    defaults = facts.get("defaults")
+    lines = ["### Hyperparameters", ""]
+    if not defaults:
+        lines += ["| Hyperparameter | Value |", "| --- | --- |"]
+        return lines + [f"| `{k}` | {cell(v)} |" for k, v in config.items()] + [""]
+    changed = [k for k in config if k in defaults and config[k] != defaults[k]]
+    lines += ["Changed from the defaults:" if changed else "All at their defaults.", ""]
+    lines += [f"- `{k}` = {config[k]!r} (default {defaults[k]!r})" for k in changed] + ([""] if changed else [])
+    lines += ["| Hyperparameter | Value | Default |", "| --- | --- | --- |"]
+    lines += [f"| `{k}` | {cell(v)} | {cell(defaults[k]) if k in defaults else ''} |" for k, v in config.items()]
+    return lines + [""]
+
+
+def sts_section(scores):
+    if not scores:
+        return []
+    lines = ["### STSb dev along training", "", "Spearman correlation of cosine similarity with the gold scores "
+             "(step 0: the start model).", "", "| Step | Spearman |", "| --- | --- |"]
+    return lines + [f"| {step:,} | {score:.4f} |" for step, score in scores] + [""]
+
+
+def matryoshka_section(dims, path):
+    if not dims:
+        return []
+    dims_text = ", ".join(map(str, dims))
+    return ["## Matryoshka dimensions", "",
+            f"Trained with the loss applied to the embeddings cut to their first {dims_text} dimensions as well, so "
+            "each cut is an embedding on its own: keep the first d dimensions and compare by cosine similarity "
+            "(or renormalise). In sentence-transformers:", "",
+            "```python", "from sentence_transformers import SentenceTransformer", "",
+            f"model = SentenceTransformer({json.dumps(path)}, truncate_dim={dims[-1]})", "```", "",
+            f"STSb score of a cut: `python evaluate_sts.py {shlex.quote(path)} --truncate-dim {dims[-1]}`.", ""]
+
+
+def usage_section(path, pooling, normalize, max_length, dense, dims):
+    lines = ["## Usage", "", "With sentence-transformers:", "", "```python",
+             "from sentence_transformers import SentenceTransformer", "",
+             f"model = SentenceTransformer({json.dumps(path)})",
+             f"embeddings = model.encode({EXAMPLE})",
+             "print(model.similarity(embeddings, embeddings))  # cosine similarities", "```", ""]
+    if dense:
+        return lines + [f"The folder also holds {', '.join(dense)} after pooling, which only sentence-transformers "
+                        "applies: load it with sentence-transformers.", ""]
+    lines += [f"With transformers alone ({pooling} pooling{', then L2 normalisation' if normalize else ''}):", "",
+              "```python", "import torch", *(["import torch.nn.functional as F"] if normalize else []),
+              "from transformers import AutoModel, AutoTokenizer", "",
+              f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(path)})",
+              f"model = AutoModel.from_pretrained({json.dumps(path)})",
+              f"batch = tokenizer({EXAMPLE},",
+              f"                  padding=True, truncation=True, max_length={max_length}, return_tensors=\"pt\")",
+              "with torch.no_grad():", "    tokens = model(**batch).last_hidden_state  # (B, T, D)",
+              *POOLING_CODE[pooling]]
+    if dims:
+        lines.append(f"# embeddings = embeddings[:, :{dims[-1]}]  # a Matryoshka cut: only the first {dims[-1]}")
+    if normalize:
+        lines.append("embeddings = F.normalize(embeddings, p=2, dim=1)  # unit length, as the Normalize module does")
+    return lines + ["```", ""]
+
+
+def intro(config, facts, kinds, size, max_length):
+    start, data = config.get("MODEL_NAME", "?"), data_name(config, facts)
+    vector = f"a {size}-dimensional vector" if size else "one vector"
+    return (f"A sentence embedding model: `{start}` fine-tuned with {LOSSES[loss_key(config)][1]}"
+            f"{f' on {data}' if data else ''}. It maps a sentence to {vector}"
+            f"{' of unit length' if 'Normalize' in kinds else ''}; sentences that mean the same get vectors with a "
+            f"high cosine similarity. Inputs are cut at {max_length} tokens.")
+
+
+def write_model_card(folder, config, facts=None):
+    """README.md in `folder`, written last: it describes the model files already there (modules.json,
+    1_Pooling, sentence_bert_config.json). `config`: the run's UPPERCASE hyperparameters. `facts` (all optional):
+    command, defaults, data, steps, total_steps, wall_time_s, device, sts_dev ([step, spearman] pairs), and path
+    (the folder as the user will find it; else OUTPUT_DIR)."""
+    import torch
+    import transformers
+    facts = facts or {}
+    path = facts.get("path") or config.get("OUTPUT_DIR") or folder
+    name = os.path.basename(os.path.normpath(path))
+    kinds = [module_kind(m) for m in read_json(os.path.join(folder, "modules.json"), [])]
+    size = read_json(os.path.join(folder, "1_Pooling", "config.json"), {}).get("word_embedding_dimension")
+    max_length = read_json(os.path.join(folder, "sentence_bert_config.json"), {}).get(
+        "max_seq_length", config.get("MAX_LENGTH"))
+    dims = matryoshka_dims(config)
+    lines = [*front_matter(config, facts, name), "", f"# {name}", "", intro(config, facts, kinds, size, max_length), ""]
+    lines += training_section(config, facts) + hyperparameter_section(config, facts) + sts_section(facts.get("sts_dev"))
+    lines += usage_section(path, config.get("POOLING", "mean"), "Normalize" in kinds, max_length,
+                           [k for k in kinds if k not in ("Transformer", "Pooling", "Normalize")], dims)
+    lines += matryoshka_section(dims, path)
+    lines += ["## Versions", "", f"- torch {torch.__version__}", f"- transformers {transformers.__version__}", ""]
+    with open(os.path.join(folder, "README.md"), "w") as f:
+        f.write("\n".join(lines))
