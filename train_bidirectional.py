@@ -78,4 +78,4 @@ def parse_args(argv=None):
 
 if __name__ == "__main__":
     args = parse_args()
-    train_mnr.main(args, LOSSES[args.loss])  # train_mnr.py's loop, with this loss
+    train_mnr.main(args, LOSSES[args.loss], defaults=parse_args([]))  # train_mnr.py's loop, with this loss

@@ -16,6 +16,9 @@ branch in it, switched by one hyperparameter and done by one module:
   MINI_BATCH_SIZE   gradcache.py    a batch of any size in the memory of a mini-batch (GradCache)
   torchrun          distributed.py  N processes, each query ranked against the global batch
   SAVE_EVERY/RESUME checkpoint.py   checkpoints, and a bit-identical resume after a crash
+  MATRYOSHKA_DIMS   matryoshka.py   the loss on the embeddings cut to fewer dimensions too
+  TRAIN_DATA        data_prep.py    any (anchor, positive, negatives...) table instead of NLI
+The saved folder loads in transformers and sentence-transformers and carries a model card (model_card.py).
 """
 import argparse
 import functools
@@ -37,12 +40,14 @@ import gradcache
 import hub
 import packing
 from errors import ConfigError, ResumeError, exit_on_input_error, parse_flags
+from matryoshka import matryoshka_loss
 from pooling import POOLINGS, autocast, check_model_name, embed, hub_alternative, load_model
 
 # ---- hyperparameters: edit them here, or override any of them with the flag of the same name ---------------
 # data
 NLI_DATA = "hub"           # "hub": SNLI + MultiNLI train, as the tutorial; or a local file, folder or list
 HARD_NEGATIVES = False     # rows (anchor, positive, contradiction): one hard negative per query
+TRAIN_DATA = None          # instead of NLI: any table of (anchor, positive, negatives...) by column position
 MAX_LENGTH = 128           # tokens kept per sentence; NLI sentences rarely come near it
 PAD_TO_MAX_LENGTH = False  # pad every row to MAX_LENGTH as the tutorial did: only to measure the waste
 PACK_SEQUENCES = True      # sentences end to end in one forward, no padding computed (packing.py): same result
@@ -52,6 +57,8 @@ POOLING = "mean"           # mean of the real tokens, as SBERT; "cls" and "max" 
 DROPOUT = None             # None keeps the model's own (0.1 for BERT); 0 switches it off
 # loss
 SCALE = 20.0               # cosines live in [-1, 1]; x20 (temperature 0.05) makes the softmax peaked enough to learn
+MATRYOSHKA_DIMS = None     # e.g. "384,256,128,64": the loss on each cut too, so a cut embedding still works
+MATRYOSHKA_WEIGHTS = None  # one weight per Matryoshka dimension; None: 1 each
 # optimisation
 BATCH_SIZE = 32            # each query has BATCH_SIZE - 1 in-batch negatives: the knob that matters most
 MINI_BATCH_SIZE = None     # GradCache: embed this many rows at a time, so memory no longer grows with the batch
@@ -85,6 +92,8 @@ def add_flags(parser):
 
     flag("nli_data", NLI_DATA, "'hub' (SNLI + MultiNLI train, as the tutorial) or a local file, folder or list")
     flag("hard_negatives", HARD_NEGATIVES, "rows (anchor, positive, contradiction): one hard negative per query")
+    flag("train_data", TRAIN_DATA, "instead of NLI: a table (.tsv .csv .jsonl .json .parquet, optionally .gz; folder "
+         "or list) or hub id owner/name[:config] whose columns are anchor, positive, negatives...", type=str)
     flag("max_length", MAX_LENGTH, "tokens kept per sentence")
     flag("pad_to_max_length", PAD_TO_MAX_LENGTH, "pad every row to --max-length, as the tutorial: to measure the waste")
     flag("pack_sequences", PACK_SEQUENCES, "sentences end to end in one forward, no padding computed (packing.py)")
@@ -92,6 +101,9 @@ def add_flags(parser):
     flag("pooling", POOLING, "how token vectors become one sentence vector", choices=POOLINGS)
     flag("dropout", DROPOUT, "dropout rate of the model (default: the model's own; 0 switches it off)", type=float)
     flag("scale", SCALE, "cosine similarities are multiplied by this before the softmax (1 / temperature)")
+    flag("matryoshka_dims", MATRYOSHKA_DIMS, "comma-separated dimensions, e.g. 384,256,128,64: the loss is also "
+         "computed on the embeddings cut to each (Matryoshka)", type=str)
+    flag("matryoshka_weights", MATRYOSHKA_WEIGHTS, "comma-separated weights, one per Matryoshka dimension", type=str)
     flag("batch_size", BATCH_SIZE, "rows per step, global under torchrun: each query has BATCH_SIZE - 1 in-batch negatives")
     flag("mini_batch_size", MINI_BATCH_SIZE, "GradCache: embed this many rows at a time (memory of a mini-batch)", type=int)
     flag("epochs", EPOCHS, "passes over the data")
@@ -130,20 +142,45 @@ def check_args(args):
         raise ConfigError(f"--warmup-ratio must be within [0, 1], got {args.warmup_ratio}")
     if os.path.isfile(args.output_dir):
         raise ConfigError(f"--output-dir {args.output_dir} is an existing file, not a folder")
+    if args.train_data and (args.nli_data != NLI_DATA or args.hard_negatives):
+        raise ConfigError("--train-data replaces the NLI data: give it without --nli-data and --hard-negatives")
+    matryoshka_dims(args)
     check_model_name(args.model_name)
     # Every input that would come from the hub, named in one line when there is no network.
     hub.check_inputs([alternative for alternative in (
         hub_alternative(args.model_name),
-        data_prep.LOCAL_NLI if args.nli_data == "hub" else None,
-        "--sts-data PATH (e.g. --sts-data ../shared/data/stsb)" if args.sts_data == "hub" else None) if alternative])
+        data_prep.LOCAL_TRAIN if args.train_data and data_prep.hub_dataset_id(args.train_data) else None,
+        data_prep.LOCAL_NLI if args.nli_data == "hub" and not args.train_data else None,
+        evaluate_sts.LOCAL_STS if args.sts_data == "hub" else None) if alternative])
+
+
+def matryoshka_dims(args):
+    """--matryoshka-dims and --matryoshka-weights as lists -> (dims, weights), or (None, None) when not set."""
+    if not args.matryoshka_dims:
+        if args.matryoshka_weights:
+            raise ConfigError("--matryoshka-weights needs --matryoshka-dims")
+        return None, None
+    try:
+        dims = [int(d) for d in args.matryoshka_dims.split(",")]
+        weights = [float(w) for w in args.matryoshka_weights.split(",")] if args.matryoshka_weights else None
+    except ValueError:
+        raise ConfigError(f"--matryoshka-dims takes whole numbers and --matryoshka-weights numbers, separated by "
+                          f"commas: got {args.matryoshka_dims!r}, {args.matryoshka_weights!r}") from None
+    if min(dims) < 1 or (weights and len(weights) != len(dims)):
+        raise ConfigError(f"--matryoshka-dims must be positive with one --matryoshka-weights value each: got "
+                          f"{args.matryoshka_dims!r}, {args.matryoshka_weights!r}")
+    return dims, weights
 
 
 # ---- 1-3. NLI pairs, tokenizer, duplicate-free batches (data_prep.py) ------------------------------------------
 
 def load_batches(args):
-    """(1) SNLI + MultiNLI, entailment pairs only (or triplets with a contradiction); (3) this run's batches,
-    fixed by the seed -> (rows as tuples, batches as lists of row indices, steps to train)."""
-    rows = data_prep.make_rows(data_prep.load_nli(args.nli_data), hard_negatives=args.hard_negatives)
+    """(1) SNLI + MultiNLI, entailment pairs only (or triplets with a contradiction), or --train-data's rows;
+    (3) this run's batches, fixed by the seed -> (rows as tuples, batches as lists of row indices, steps)."""
+    if args.train_data:  # any (anchor, positive, negatives...) table: every negative column is more candidates
+        rows = data_prep.load_train_data(args.train_data)
+    else:
+        rows = data_prep.make_rows(data_prep.load_nli(args.nli_data), hard_negatives=args.hard_negatives)
     if not rows:
         raise data_prep.DataError(f"{args.nli_data}: no usable rows (no entailment pairs"
                                   f"{' with a contradiction of the same premise' if args.hard_negatives else ''})")
@@ -240,8 +277,9 @@ def config_of(args):
 
 # ---- 8. The loop ----------------------------------------------------------------------------------------------
 
-def train(args, loss_fn=mnr_loss, command=None):
-    """The whole run: data, model, optimiser, loop, save. Returns the output folder."""
+def train(args, loss_fn=mnr_loss, command=None, defaults=None):
+    """The whole run: data, model, optimiser, loop, save. Returns the output folder. `command` and `defaults`
+    (the flags as typed, the hyperparameters' defaults) only go into the saved folders' model card."""
     check_args(args)
     rank, world, device = distributed.setup(args.device)
     master = rank == 0  # only rank 0 prints, logs, evaluates and saves
@@ -259,6 +297,11 @@ def train(args, loss_fn=mnr_loss, command=None):
     encoder.to(device)
     model = encoder if world == 1 else torch.nn.parallel.DistributedDataParallel(
         encoder, device_ids=[device.index] if device.type == "cuda" else None)
+    dims, weights = matryoshka_dims(args)
+    if dims:  # matryoshka.py: the same loss on each cut of the embeddings, summed
+        if max(dims) > encoder.config.hidden_size:
+            raise ConfigError(f"--matryoshka-dims {max(dims)} is larger than the model's {encoder.config.hidden_size} dimensions")
+        loss_fn = matryoshka_loss(loss_fn, dims, weights)
     pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(encoder)
     embed_fn = functools.partial(embed_columns, pooling=args.pooling, pack=pack)
     loss_of = functools.partial(global_batch_loss, loss_fn=loss_fn, scale=args.scale, share=share)
@@ -276,6 +319,10 @@ def train(args, loss_fn=mnr_loss, command=None):
     print0(describe_run(rows, total_steps, args.batch_size, world, device))
     log = checkpoint.open_log(args.output_dir, start_step) if master else None
     scores = []  # (step, STSb dev Spearman), for the model card
+    facts = {"command": command, "defaults": config_of(defaults or parse_args([])), "device": str(device),
+             "total_steps": total_steps, "sts_dev": scores,
+             "data": {"source": args.train_data or args.nli_data, "pairs" if len(rows[0]) == 2 else "rows": len(rows),
+                      "negatives_per_row": len(rows[0]) - 2}}
     if sts and start_step == 0:
         print0(f"scoring STSb dev before training ({len(sts[0])} pairs)")
         scores.append((0, sts_dev_score(encoder, tokenizer, args, sts, 0, log, print0)))
@@ -318,12 +365,14 @@ def train(args, loss_fn=mnr_loss, command=None):
             if sts and (step == total_steps or args.eval_every and step % args.eval_every == 0):
                 scores.append((step, sts_dev_score(encoder, tokenizer, args, sts, step, log, progress.write)))
             if args.save_every and step % args.save_every == 0 and step < total_steps:
-                save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device, master)
+                facts.update(steps=step, wall_time_s=time.perf_counter() - started)
+                save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device, master, facts)
 
     # 9. Save: transformers weights + tokenizer, plus the files sentence-transformers reads.
     if master:
         log.close()
-        checkpoint.save_model(encoder, tokenizer, args.output_dir, config_of(args))
+        facts.update(steps=total_steps, wall_time_s=time.perf_counter() - started)
+        checkpoint.save_model(encoder, tokenizer, args.output_dir, config_of(args), facts=facts)
         report_saved(args.output_dir, time.perf_counter() - started)
     distributed.cleanup()
     return args.output_dir
@@ -336,12 +385,12 @@ def describe_run(rows, total_steps, batch_size, world, device):
             f"in-batch negatives)  device: {device}")
 
 
-def save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device, master):
+def save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device, master, facts):
     """OUTPUT_DIR/checkpoint-STEP (checkpoint.py), with every process's own RNG stream for a bit-identical resume."""
     states = distributed.gather_objects(gradcache.rng_state(device))  # a collective: every process takes part
     if master:
         checkpoint.save_checkpoint(args.output_dir, step, encoder, tokenizer, optimizer, scheduler, config_of(args),
-                                   states, args.keep_checkpoints)
+                                   states, args.keep_checkpoints, facts=facts)
 
 
 def log_step(log, step, loss, lr, grad_norm, pairs_per_s, device):
@@ -368,11 +417,12 @@ def resume_advice(output_dir):
     return "no checkpoint was written yet: run the same command (without --resume) to start over"
 
 
-def main(args, loss_fn=mnr_loss):
-    """The command line: train, and turn what a user can fix into one line (train_bidirectional.py shares it)."""
+def main(args, loss_fn=mnr_loss, defaults=None):
+    """The command line: train, and turn what a user can fix into one line (train_bidirectional.py shares it).
+    `defaults`: the flags' defaults (a parse of no flags), for the model card; train_mnr.py's when None."""
     try:
         with exit_on_input_error():
-            train(args, loss_fn, command=[os.path.basename(sys.argv[0]), *sys.argv[1:]])
+            train(args, loss_fn, command=[os.path.basename(sys.argv[0]), *sys.argv[1:]], defaults=defaults)
     except FloatingPointError as e:
         sys.exit(f"error: {e}; {resume_advice(args.output_dir)}")
     except KeyboardInterrupt:

@@ -156,3 +156,24 @@ def test_every_offline_input_is_named_in_one_line(tmp_path, monkeypatch):
                     "--sts-data PATH")
     assert message.count("--") >= 3
     assert not (tmp_path / "out").exists()
+
+
+def test_train_data_replaces_the_nli_flags(good, tmp_path, tiny_model_dir):
+    fails(["--model-name", tiny_model_dir, "--train-data", good, "--nli-data", good], "--train-data replaces")
+    fails(["--model-name", tiny_model_dir, "--train-data", good, "--hard-negatives"], "--train-data replaces")
+
+
+def test_hub_train_data_without_network(good, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr("hub.reachable", lambda *a, **k: False)
+    fails(["--model-name", tiny_model_dir, "--train-data", "sentence-transformers/all-nli:triplet"],
+          "hub is unreachable", "--train-data PATH")
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (["--matryoshka-dims", "0"], "must be positive"),
+    (["--matryoshka-dims", "16,8", "--matryoshka-weights", "1"], "one --matryoshka-weights value each"),
+    (["--matryoshka-dims", "16,x"], "whole numbers"),
+    (["--matryoshka-weights", "1"], "needs --matryoshka-dims"),
+    (["--matryoshka-dims", "64,16"], "larger than the model's 32 dimensions")])
+def test_bad_matryoshka_settings(base, good, extra, expected):
+    fails(base(good, *extra), expected)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_script
+import data_prep
+from conftest import run_script, write_tsv
 
 COMMON = ["--max-steps", "2", "--batch-size", "16", "--lr", "1e-3", "--dropout", "0", "--hard-negatives",
           "--warmup-ratio", "0"]
@@ -27,10 +28,21 @@ def run(tmp_path, name, script, *extra, processes=1):
     return [(r["loss"], r["grad_norm"]) for r in steps], load_file(os.path.join(out, "model.safetensors"))
 
 
-@pytest.mark.parametrize("script,extra", [("train_mnr.py", []),
-                                          ("train_bidirectional.py", ["--loss", "bidirectional", "--mini-batch-size", "3"])])
+@pytest.mark.parametrize("script,extra", [
+    ("train_mnr.py", []),
+    ("train_bidirectional.py", ["--loss", "bidirectional", "--mini-batch-size", "3"]),
+    # --train-data with two negative columns, Matryoshka cuts and GradCache at once
+    ("train_mnr.py", ["--train-data", "QUADRUPLES", "--matryoshka-dims", "32,16,8", "--mini-batch-size", "5"])])
 def test_two_processes_equal_one(tmp_path, tiny_model_dir, nli_dir, script, extra):
-    args = ["--model-name", tiny_model_dir, "--nli-data", nli_dir, *COMMON, *extra]
+    if "QUADRUPLES" in extra:
+        triplets = data_prep.make_rows(data_prep.load_nli(nli_dir), hard_negatives=True)
+        extra[extra.index("QUADRUPLES")] = write_tsv(tmp_path / "quadruples.tsv", ("a", "p", "n1", "n2"), [
+            (*row, other[2]) for row, other in zip(triplets[:200], triplets[300:500])])
+        data = []
+        common = [flag for flag in COMMON if flag != "--hard-negatives"]
+    else:
+        data, common = ["--nli-data", nli_dir], COMMON
+    args = ["--model-name", tiny_model_dir, *data, *common, *extra]
     one_loss, one = run(tmp_path, "one", script, *args)
     two_loss, two = run(tmp_path, "two", script, *args, processes=2)
     start = load_file(os.path.join(tiny_model_dir, "model.safetensors"))

@@ -31,13 +31,17 @@ def backward(model, columns, loss_fn, mini_batch_size=None, pack=True):
 def setup(tiny_model_dir, nli_dir):
     model, tokenizer = train_mnr.load_model(tiny_model_dir, dropout=0.0)
     nli = data_prep.load_nli(nli_dir)
-    rows = {"pairs": data_prep.make_rows(nli)[:20], "triplets": data_prep.make_rows(nli, hard_negatives=True)[:20]}
+    triplets = data_prep.make_rows(nli, hard_negatives=True)
+    rows = {"pairs": data_prep.make_rows(nli)[:20], "triplets": triplets[:20],
+            # two negative columns, as --train-data gives them: the second is another row's contradiction
+            "quadruples": [(*row, other[2]) for row, other in zip(triplets[:20], triplets[40:60])]}
     return model, tokenizer, rows
 
 
-@pytest.mark.parametrize("kind", ["pairs", "triplets"])
+@pytest.mark.parametrize("kind", ["pairs", "triplets", "quadruples"])
 @pytest.mark.parametrize("loss_fn", [train_mnr.mnr_loss, train_bidirectional.bidirectional_loss,
-                                     train_bidirectional.symmetric_loss])
+                                     train_bidirectional.symmetric_loss,
+                                     train_mnr.matryoshka_loss(train_mnr.mnr_loss, [32, 16, 8], [1.0, 0.5, 0.25])])
 def test_cached_step_equals_plain_step(setup, kind, loss_fn):
     model, tokenizer, rows = setup
     columns = data_prep.collate(rows[kind], tokenizer)

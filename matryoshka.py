@@ -1,0 +1,37 @@
+"""Matryoshka embeddings (Kusupati et al. 2022, "Matryoshka Representation Learning"): one model whose embedding
+still works when cut to its first d dimensions, for several d at once.
+
+The training signal is the ordinary loss applied to each cut and summed: the first 64 dimensions must rank the
+batch on their own, and so must the first 128, and the whole vector. The encoder, the batch and the single
+backward pass stay as they are; only the loss changes. A user of the trained model keeps the first d dimensions
+and renormalises (`evaluate_sts.py --truncate-dim d` scores exactly that).
+
+    loss_fn = matryoshka_loss(mnr_loss, dims=[384, 256, 128, 64])
+    loss = loss_fn(anchor, positive, negatives, scale)  # same call as mnr_loss itself
+"""
+
+
+def matryoshka_loss(loss_fn, dims, weights=None):
+    """`loss_fn(anchor, positive, negatives=None, scale=20.0, **kw)` -> a loss with the same signature that
+    returns sum_i weights[i] * loss_fn on the embeddings cut to their first dims[i] dimensions.
+
+    The cut is not renormalised here: the losses score by cosine similarity, which normalises each cut itself.
+    Extra keywords (label_offset=..., ...) reach `loss_fn` unchanged. Weights default to 1 each.
+    A dimension larger than the embeddings is a ValueError at call time, when their size is known."""
+    dims = list(dims)
+    weights = [1.0] * len(dims) if weights is None else list(weights)
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+        raise ValueError(f"Matryoshka dimensions must be positive integers, got {dims}")
+    if len(weights) != len(dims):
+        raise ValueError(f"{len(weights)} Matryoshka weights for {len(dims)} dimensions {dims}: give one per dimension")
+
+    def loss(anchor, positive, negatives=None, scale=20.0, **kw):
+        size = anchor.shape[-1]  # D
+        if max(dims) > size:
+            raise ValueError(f"Matryoshka dimension {max(dims)} is larger than the embeddings' {size} dimensions")
+        return sum(weight * loss_fn(anchor[:, :d], positive[:, :d],  # (b, d), (B, d)
+                                    None if negatives is None else [n[:, :d] for n in negatives],  # k x (B, d)
+                                    scale, **kw)
+                   for d, weight in zip(dims, weights))
+
+    return loss
