@@ -73,7 +73,11 @@ def parse_args(argv=None):
     parser = train_mnr.add_flags(train_mnr.new_parser(__doc__.splitlines()[0]))
     parser.add_argument("--loss", choices=tuple(LOSSES), default=LOSS, help="which contrastive loss to train with")
     parser.set_defaults(output_dir=OUTPUT_DIR)
-    return parse_flags(parser, argv)
+    args = parse_flags(parser, argv)
+    if args.guide_model:  # GIST masks the query->document scores; these losses also rank queries and documents
+        # against each other, which would need the guide's masks for every direction: not done here.
+        parser.error("--guide-model works with train_mnr.py's MNR loss only")
+    return args
 
 
 if __name__ == "__main__":

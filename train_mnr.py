@@ -59,6 +59,8 @@ DROPOUT = None             # None keeps the model's own (0.1 for BERT); 0 switch
 SCALE = 20.0               # cosines live in [-1, 1]; x20 (temperature 0.05) makes the softmax peaked enough to learn
 MATRYOSHKA_DIMS = None     # e.g. "384,256,128,64": the loss on each cut too, so a cut embedding still works
 MATRYOSHKA_WEIGHTS = None  # one weight per Matryoshka dimension; None: 1 each
+GUIDE_MODEL = None         # GIST: a frozen model that spots in-batch false negatives, left out of the softmax
+FALSE_NEGATIVE_MARGIN = 0.0  # with GUIDE_MODEL: leave out candidates the guide scores above the positive - margin
 # optimisation
 BATCH_SIZE = 32            # each query has BATCH_SIZE - 1 in-batch negatives: the knob that matters most
 MINI_BATCH_SIZE = None     # GradCache: embed this many rows at a time, so memory no longer grows with the batch
@@ -104,6 +106,10 @@ def add_flags(parser):
     flag("matryoshka_dims", MATRYOSHKA_DIMS, "comma-separated dimensions, e.g. 384,256,128,64: the loss is also "
          "computed on the embeddings cut to each (Matryoshka)", type=str)
     flag("matryoshka_weights", MATRYOSHKA_WEIGHTS, "comma-separated weights, one per Matryoshka dimension", type=str)
+    flag("guide_model", GUIDE_MODEL, "GIST: a frozen model (folder or hub name) that marks in-batch false "
+         "negatives, which are left out of the softmax", type=str)
+    flag("false_negative_margin", FALSE_NEGATIVE_MARGIN, "with --guide-model: leave out every candidate the guide "
+         "scores above the query's positive minus this margin")
     flag("batch_size", BATCH_SIZE, "rows per step, global under torchrun: each query has BATCH_SIZE - 1 in-batch negatives")
     flag("mini_batch_size", MINI_BATCH_SIZE, "GradCache: embed this many rows at a time (memory of a mini-batch)", type=int)
     flag("epochs", EPOCHS, "passes over the data")
@@ -146,9 +152,12 @@ def check_args(args):
         raise ConfigError("--train-data replaces the NLI data: give it without --nli-data and --hard-negatives")
     matryoshka_dims(args)
     check_model_name(args.model_name)
+    if args.guide_model:
+        check_model_name(args.guide_model)
     # Every input that would come from the hub, named in one line when there is no network.
     hub.check_inputs([alternative for alternative in (
         hub_alternative(args.model_name),
+        args.guide_model and hub_alternative(args.guide_model) and "--guide-model FOLDER (a local model folder)",
         data_prep.LOCAL_TRAIN if args.train_data and data_prep.hub_dataset_id(args.train_data) else None,
         data_prep.LOCAL_NLI if args.nli_data == "hub" and not args.train_data else None,
         evaluate_sts.LOCAL_STS if args.sts_data == "hub" else None) if alternative])
@@ -211,28 +220,55 @@ def candidates(positive, negatives=None):
     return torch.cat([positive, *([negatives] if torch.is_tensor(negatives) else negatives or [])])
 
 
-def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0):
+def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0, exclude=None):
     """Multiple Negatives Ranking loss (Henderson et al. 2017, "Efficient Natural Language Response Suggestion").
 
     Each anchor must pick its own positive out of every positive in the batch (and every hard negative): a
     classification over the batch per anchor, scored by scaled cosine similarity, trained with cross-entropy.
     anchor (b, D); positive (B, D); negatives: None, (B, D) or a list of (B, D) -> scalar. In one process b = B. Under
     torchrun the anchors are this process's b queries and the candidates the whole global batch: anchor i's
-    positive is then row label_offset + i."""
+    positive is then row label_offset + i. `exclude`: (b, B*(1+k)) True for candidates to leave out of the
+    softmax (false negatives, see `false_negatives`)."""
     scores = cos_sim(anchor, candidates(positive, negatives)) * scale  # (b, B*(1+k))
+    if exclude is not None:
+        scores = scores.masked_fill(exclude, float("-inf"))  # a left-out candidate gets probability 0
     # Anchor i's right answer is column i, its own positive, so the labels are simply 0, 1, ..., b-1 (shifted
     # to this process's rows); hard negatives sit after all positives and are never a label.
     labels = torch.arange(len(anchor), device=anchor.device) + label_offset  # (b,)
     return F.cross_entropy(scores, labels)
 
 
-def global_batch_loss(embeddings, loss_fn, scale, share):
+def false_negatives(guide_anchor, guide_candidates, margin, label_offset=0):
+    """GIST (Solatorio 2024, "GISTEmbed: Guided In-sample Selection of Training Negatives"): a guide model's
+    embeddings of the queries (b, D) and of every candidate (C, D) -> (b, C) True for each candidate the guide
+    scores above the query's own positive minus `margin`. With many rows about the same thing, such a candidate
+    is likely another right answer, and training would push the query away from it. A query's own positive,
+    column label_offset + i, is never left out."""
+    scores = cos_sim(guide_anchor, guide_candidates)  # (b, C)
+    rows = torch.arange(len(guide_anchor), device=scores.device)
+    own = rows + label_offset  # (b,): each query's positive
+    exclude = scores > scores[rows, own][:, None] - margin  # (b, C)
+    exclude[rows, own] = False
+    return exclude
+
+
+def global_batch_loss(embeddings, loss_fn, scale, share, exclude=None):
     """Per-column embeddings of this process's rows -> the loss of its queries against the whole batch, in fp32.
     In one process this is loss_fn(anchor, positive, negatives)."""
     anchor, positive, *negatives = [e.float() for e in embeddings]
     if distributed.world_size() > 1:  # torchrun (distributed.py): every process's candidates, with their graph
         positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
-    return loss_fn(anchor, positive, negatives, scale=scale, label_offset=share.start)
+    guided = {} if exclude is None else {"exclude": exclude}  # GIST's false negatives, when a guide marked them
+    return loss_fn(anchor, positive, negatives, scale=scale, label_offset=share.start, **guided)
+
+
+def guided_exclusions(guide, batch_rows, margin, share, device):
+    """The guide's embeddings of this process's rows (no gradient) -> `false_negatives` against the global batch."""
+    with torch.no_grad():
+        anchor, positive, *negatives = [evaluate_sts.encode(guide, list(texts), len(texts)) for texts in zip(*batch_rows)]
+        if distributed.world_size() > 1:  # the guide's candidates are gathered like the model's
+            positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
+    return false_negatives(anchor, candidates(positive, negatives), margin, share.start).to(device)
 
 
 # ---- 7. Optimiser: AdamW with linear warmup and decay ---------------------------------------------------------
@@ -302,6 +338,7 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
         if max(dims) > encoder.config.hidden_size:
             raise ConfigError(f"--matryoshka-dims {max(dims)} is larger than the model's {encoder.config.hidden_size} dimensions")
         loss_fn = matryoshka_loss(loss_fn, dims, weights)
+    guide = evaluate_sts.load_encoder(args.guide_model) if args.guide_model else None  # frozen, in eval mode
     pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(encoder)
     embed_fn = functools.partial(embed_columns, pooling=args.pooling, pack=pack)
     loss_of = functools.partial(global_batch_loss, loss_fn=loss_fn, scale=args.scale, share=share)
@@ -337,15 +374,19 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
         for step in range(start_step + 1, total_steps + 1):
             t0 = time.perf_counter()
             # 2. Tokenize this step's rows; each column is padded to its own longest row, not to 128.
-            columns = data_prep.collate([rows[i] for i in batches[step - 1][share]], tokenizer, args.max_length,
-                                        args.pad_to_max_length)
+            batch_rows = [rows[i] for i in batches[step - 1][share]]
+            columns = data_prep.collate(batch_rows, tokenizer, args.max_length, args.pad_to_max_length)
+            batch_loss = loss_of
+            if guide:  # GIST: the guide marks likely false negatives, left out of every query's softmax
+                exclude = guided_exclusions(guide, batch_rows, args.false_negative_margin, share, device)
+                batch_loss = functools.partial(loss_of, exclude=exclude)
             # 4-6. Embed every column with the same model, score, backpropagate.
             if args.mini_batch_size:  # GradCache (gradcache.py): the same gradient, in one mini-batch's memory
-                loss = gradcache.cached_backward(model, columns, embed_fn, loss_of, args.mini_batch_size, device)
+                loss = gradcache.cached_backward(model, columns, embed_fn, batch_loss, args.mini_batch_size, device)
             else:
                 with autocast(device):
                     embeddings = embed_fn(model, columns)  # [anchor, positive, negatives...], (b, D) each
-                loss = loss_of(embeddings)
+                loss = batch_loss(embeddings)
                 loss.backward()
             loss_value = distributed.mean_across_ranks(loss.detach()).item()  # a CPU-GPU sync, once per step
             if not math.isfinite(loss_value):
@@ -358,8 +399,10 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
 
+            left_out = guide and distributed.mean_across_ranks(exclude.sum().float()).item() * world
             if master:
-                log_step(log, step, loss_value, lr, grad_norm, args.batch_size / (time.perf_counter() - t0), device)
+                log_step(log, step, loss_value, lr, grad_norm, args.batch_size / (time.perf_counter() - t0), device,
+                         left_out)
                 progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
             progress.update()
             if sts and (step == total_steps or args.eval_every and step % args.eval_every == 0):
@@ -393,8 +436,10 @@ def save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device
                                    states, args.keep_checkpoints, facts=facts)
 
 
-def log_step(log, step, loss, lr, grad_norm, pairs_per_s, device):
+def log_step(log, step, loss, lr, grad_norm, pairs_per_s, device, false_negatives=None):
     record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm.item(), "pairs_per_s": pairs_per_s}
+    if false_negatives is not None:  # candidates the guide left out, summed over the global batch
+        record["false_negatives"] = round(false_negatives)
     if device.type == "cuda":
         record["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
     log.write(json.dumps(record) + "\n")

@@ -25,15 +25,18 @@ def run(tmp_path, name, script, *extra, processes=1):
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "train_log.jsonl")) as f:
         steps = [json.loads(line) for line in f if '"loss"' in line]
-    return [(r["loss"], r["grad_norm"]) for r in steps], load_file(os.path.join(out, "model.safetensors"))
+    return [(r["loss"], r["grad_norm"], r.get("false_negatives")) for r in steps], load_file(os.path.join(out, "model.safetensors"))
 
 
 @pytest.mark.parametrize("script,extra", [
     ("train_mnr.py", []),
     ("train_bidirectional.py", ["--loss", "bidirectional", "--mini-batch-size", "3"]),
     # --train-data with two negative columns, Matryoshka cuts and GradCache at once
-    ("train_mnr.py", ["--train-data", "QUADRUPLES", "--matryoshka-dims", "32,16,8", "--mini-batch-size", "5"])])
-def test_two_processes_equal_one(tmp_path, tiny_model_dir, nli_dir, script, extra):
+    ("train_mnr.py", ["--train-data", "QUADRUPLES", "--matryoshka-dims", "32,16,8", "--mini-batch-size", "5"]),
+    # GIST: the guide's candidates are gathered too, so both runs leave out the same false negatives
+    ("train_mnr.py", ["--guide-model", "MINILM", "--false-negative-margin", "0.1"])])
+def test_two_processes_equal_one(tmp_path, tiny_model_dir, nli_dir, minilm_path, script, extra):
+    extra = [str(minilm_path) if flag == "MINILM" else flag for flag in extra]
     if "QUADRUPLES" in extra:
         triplets = data_prep.make_rows(data_prep.load_nli(nli_dir), hard_negatives=True)
         extra[extra.index("QUADRUPLES")] = write_tsv(tmp_path / "quadruples.tsv", ("a", "p", "n1", "n2"), [
@@ -49,7 +52,8 @@ def test_two_processes_equal_one(tmp_path, tiny_model_dir, nli_dir, script, extr
     assert len(one_loss) == len(two_loss) == 2
     # The loss of the global batch, and the norm of its gradient before clipping: a gradient scaled by the
     # world size, or labels pointing at a rank's own hard negatives, would show here.
-    for (loss_1, norm_1), (loss_2, norm_2) in zip(one_loss, two_loss):
+    for (loss_1, norm_1, left_out_1), (loss_2, norm_2, left_out_2) in zip(one_loss, two_loss):
+        assert left_out_1 == left_out_2 and (left_out_1 is None) == ("--guide-model" not in extra)
         assert loss_2 == pytest.approx(loss_1, abs=1e-5)
         assert norm_2 == pytest.approx(norm_1, rel=1e-4)
     moved = max((one[k] - start[k]).abs().max().item() for k in one)
