@@ -4,10 +4,12 @@
         --nli-retrieval ../shared/data/nli/snli_test.tsv.gz          # offline: premises retrieve entailed hypotheses
     python evaluate_retrieval.py output/mnr bert-base-uncased --beir path/to/scifact --json  # a BEIR folder
     python evaluate_retrieval.py output/mnr --beir zeta-alpha-ai/NanoSciFact               # NanoBEIR, from the hub
+    python evaluate_retrieval.py output/matryoshka --beir path/to/scifact --truncate-dim 64  # first 64 dims only
 
 STS asks whether a model orders sentence *pairs* like annotators do; retrieval asks whether, among thousands
 of documents, the relevant ones come out on top. MNR trains for exactly that, with in-batch negatives as a
-small stand-in for the corpus. Search is exact (a matrix product and a top-k), no index library.
+small stand-in for the corpus. Search is exact (a matrix product and a top-k), no index library. Progress (a
+line per model, a bar while encoding) goes to stderr, so stdout holds only the table or the JSON.
 """
 import argparse
 import json
@@ -16,12 +18,11 @@ import os
 from collections import defaultdict
 
 import torch
-import torch.nn.functional as F
 
 import data_prep
 import hub
 from errors import DataError, exit_on_input_error, first_line
-from evaluate_sts import encode, load_encoder, print_results
+from evaluate_sts import cut_note, load_encoder, load_scored_encoder, print_results, truncated, unit_embeddings
 
 TOP_K = 100          # documents kept per query: enough for Recall@100, the deepest metric
 QUERY_CHUNK = 256    # queries scored at once: bounds the (chunk, N) score matrix
@@ -171,12 +172,15 @@ def retrieval_metrics(ranked, relevant):
     return {name: total / len(relevant) for name, total in totals.items()}
 
 
-def evaluate(model_or_path, task, batch_size=64):
+def evaluate(model_or_path, task, batch_size=64, truncate_dim=None, progress=False):
     """Retrieval metrics of one model on one task. `model_or_path`: a folder or hub name, or an already loaded
-    (model, tokenizer, pooling, max_length)."""
+    (model, tokenizer, pooling, max_length). `truncate_dim`: search with the embeddings cut to their first
+    truncate_dim dimensions. `progress`: a bar on stderr while encoding."""
     encoder = load_encoder(model_or_path) if isinstance(model_or_path, str) else model_or_path
-    queries = F.normalize(encode(encoder, task["queries"], batch_size), dim=1)  # (Q, D)
-    corpus = F.normalize(encode(encoder, task["corpus"], batch_size), dim=1)  # (N, D)
+    queries = unit_embeddings(encoder, task["queries"], batch_size, truncate_dim,
+                              "encoding queries" if progress else None)  # (Q, D)
+    corpus = unit_embeddings(encoder, task["corpus"], batch_size, truncate_dim,
+                             "encoding documents" if progress else None)  # (N, D)
     return retrieval_metrics(search(queries, corpus).tolist(), task["relevant"])
 
 
@@ -188,6 +192,8 @@ def main(argv=None):
     source.add_argument("--beir", metavar="DIR|NAME", help="a BEIR folder or a NanoBEIR hub name")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--truncate-dim", type=int, metavar="D",
+                        help="search with the embeddings cut to their first D dimensions (for Matryoshka models)")
     args = parser.parse_args(argv)
     name = args.nli_retrieval or args.beir
     with exit_on_input_error():
@@ -196,10 +202,15 @@ def main(argv=None):
                 "mean_relevant": sum(map(len, task["relevant"])) / len(task["relevant"])}
         if not args.json:
             print(f"retrieval on {name}: {size['queries']} queries, {size['corpus']} documents, "
-                  f"{size['mean_relevant']:.2f} relevant per query", flush=True)
+                  f"{size['mean_relevant']:.2f} relevant per query{cut_note(args.truncate_dim)}", flush=True)
             if task.get("unknown_qrels"):
                 print(f"  ({task['unknown_qrels']} positive qrels point to documents missing from the corpus: dropped)")
-        results = [{"model": m, "task": name, **evaluate(m, task, args.batch_size), **size} for m in args.models]
+        what = f"retrieval {name} ({size['queries']} queries, {size['corpus']} documents)"
+        results = []
+        for m in args.models:
+            encoder = load_scored_encoder(m, what, args.truncate_dim)
+            scores = evaluate(encoder, task, args.batch_size, args.truncate_dim, progress=True)
+            results.append({"model": m, "task": name, **truncated(args.truncate_dim), **scores, **size})
     print_results(results, METRICS, args.json)
 
 

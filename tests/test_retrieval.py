@@ -8,6 +8,7 @@ import torch
 
 import data_prep
 import evaluate_retrieval as er
+import hub
 from conftest import run_script
 
 
@@ -135,16 +136,16 @@ def test_beir_errors(tmp_path, monkeypatch):
     (tmp_path / "bad" / "corpus.jsonl").write_text("")
     with pytest.raises(data_prep.DataError, match="empty"):
         er.load_beir(str(tmp_path / "bad"))
-    monkeypatch.setattr(data_prep, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(hub, "reachable", lambda: False)
     with pytest.raises(data_prep.DataError, match="unreachable"):
         er.load_beir("no-such-org/NoSuchSet")
 
 
 # ---- the script -------------------------------------------------------------------------------------------
 
-def test_script_json(tiny_model_dir, nli_dir):
+def test_script_json(tiny_model_dir, snli_test_file):
     # Big batches: the tiny model's cost is per forward call, not per sentence (~10 s instead of ~30 s here).
-    result = run_script("evaluate_retrieval.py", tiny_model_dir, "--nli-retrieval", f"{nli_dir}/snli_test.tsv.gz",
+    result = run_script("evaluate_retrieval.py", tiny_model_dir, "--nli-retrieval", snli_test_file,
                         "--json", "--batch-size", "1024")
     assert result.returncode == 0, result.stderr
     [row] = json.loads(result.stdout)
