@@ -20,8 +20,10 @@ sys.path.insert(0, ROOT)
 FULL_DATA_DIR = os.environ.get("MNR_DATA_DIR") or os.path.join(ROOT, "..", "shared", "data")
 SAMPLE_DIR = os.path.join(ROOT, "tests", "data")
 # What the tests read in each layout, relative to the data folder.
-FULL_FILES = {"nli": "nli", "sts": "stsb", "snli_test": os.path.join("nli", "snli_test.tsv.gz")}
-SAMPLE_FILES = {"nli": "nli", "sts": "stsb", "snli_test": os.path.join("nli", "snli_test_sample.tsv.gz")}
+FULL_FILES = {"nli": "nli", "sts": "stsb", "snli_test": os.path.join("nli", "snli_test.tsv.gz"),
+              "snli_dev": os.path.join("nli", "snli_dev.tsv.gz")}
+SAMPLE_FILES = {"nli": "nli", "sts": "stsb", "snli_test": os.path.join("nli", "snli_test_sample.tsv.gz"),
+                "snli_dev": os.path.join("nli", "snli_dev_sample.tsv.gz")}
 FULL_DATA = all(os.path.exists(os.path.join(FULL_DATA_DIR, f)) for f in
                 [*FULL_FILES.values(), os.path.join("stsb", "dev.tsv.gz"), os.path.join("stsb", "test.tsv.gz")])
 DATA_DIR, DATA_FILES = (FULL_DATA_DIR, FULL_FILES) if FULL_DATA else (SAMPLE_DIR, SAMPLE_FILES)
@@ -68,6 +70,12 @@ def sts_dir():
 def snli_test_file():
     """An SNLI split training never saw (whole premise groups), for the retrieval task."""
     return data_path(DATA_FILES["snli_test"])
+
+
+@pytest.fixture(scope="session")
+def snli_dev_file():
+    """SNLI dev (whole premise groups in the sample): a held-out NLI file, not loaded as training data."""
+    return data_path(DATA_FILES["snli_dev"])
 
 
 @pytest.fixture(scope="session")
