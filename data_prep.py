@@ -12,6 +12,7 @@ import csv
 import gzip
 import os
 import random
+import re
 from collections import defaultdict
 
 import hub
@@ -70,8 +71,9 @@ def _format(name):
     return {".tsv": "tsv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(ext)
 
 
-def load_table(path, columns):
-    """One local file as a `datasets.Dataset` holding exactly `columns`, as strings (no type guessing).
+def load_table(path, columns=None):
+    """One local file as a `datasets.Dataset` holding exactly `columns` (None: all, in file order), TSV and CSV
+    columns as strings (no type guessing).
 
     TSV files are read with quoting off: NLI and STS texts contain bare `"` characters, and a quote-aware
     parser would silently glue rows together. "NA" or "null" are sentences here, not missing values."""
@@ -100,13 +102,13 @@ def load_table(path, columns):
         if cause is not None and str(cause).strip():
             msg = f"{msg} ({type(cause).__name__}: {first_line(cause)})"
         raise DataError(f"{path}: could not be read as {fmt}: {type(e).__name__}: {msg}") from None
-    missing = [c for c in columns if c not in ds.column_names]
+    missing = [c for c in columns or () if c not in ds.column_names]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; "
                         f"found {', '.join(ds.column_names) or 'none'}; expected {', '.join(columns)}")
     if len(ds) == 0:
         raise DataError(f"{path}: the file has a header but no rows")
-    return ds.select_columns(list(columns))
+    return ds if columns is None else ds.select_columns(list(columns))
 
 
 def _label_to_int(path):
@@ -240,3 +242,81 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training data of any source (--train-data): rows (anchor, positive, negative_1, ...) from a local table or a
+# hub dataset. Column names are free and position decides, as in sentence-transformers, so a file written by
+# mine_negatives.py, a hub triplet set and a hand-made TSV all read the same way.
+
+LOCAL_TRAIN = ("--train-data PATH (a local .tsv, .csv, .jsonl, .json or .parquet file, optionally .gz, "
+               "a folder or a comma-separated list)")
+# owner/name[:config], the form of a hub dataset id; a path that exists is always read as a path.
+HUB_DATASET_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+)?$")
+
+
+def hub_dataset_id(source):
+    """`owner/name[:config]` -> (name, config or None) when `source` is a hub id and no local path, else None."""
+    if os.path.exists(source) or not HUB_DATASET_ID.match(source) or _format(source.split(":")[0]):
+        return None
+    name, _, config = source.partition(":")
+    return name, config or None
+
+
+def load_tables(source, local_alternative=LOCAL_TRAIN):
+    """A local file, folder (its files with "train" in the name) or comma-separated list, or a hub dataset id
+    -> list of (where, Dataset with every column in source order). `local_alternative`: what to give instead
+    of a hub id when the hub is unreachable."""
+    hub_id = hub_dataset_id(source)
+    if hub_id is None:
+        return [(f, load_table(f)) for f in nli_files(source)]
+    hub.check_inputs([local_alternative])
+    import datasets
+    try:
+        ds = datasets.load_dataset(*hub_id, split="train")
+    except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
+        raise DataError(f"could not load {source} from the hub ({type(e).__name__}: {first_line(e)}); "
+                        f"use {local_alternative}") from None
+    return [(source, ds)]
+
+
+def table_rows(where, ds):
+    """A Dataset -> its rows as tuples of texts; a missing, empty or non-text cell is one line naming
+    the file and the row (counted from 1, below the header)."""
+    rows = list(zip(*(ds[name] for name in ds.column_names)))
+    for i, row in enumerate(rows):
+        for j, text in enumerate(row):
+            if not isinstance(text, str) or not text.strip():
+                what = "missing" if text is None else "empty" if isinstance(text, str) else f"not a text ({text!r})"
+                raise DataError(f"{where}: row {i + 1}, column {j + 1} ({ds.column_names[j]!r}): {what}")
+    return rows
+
+
+def load_train_data(source):
+    """--train-data: a local table or hub dataset -> list of (anchor, positive, negative_1, ...) tuples.
+
+    Columns are taken by position: anchor, positive, then zero or more negatives, whatever their names.
+    Every file of one source must have the same number of columns, and at least two."""
+    rows, width = [], None
+    for where, ds in load_tables(source):
+        if len(ds.column_names) < 2:
+            raise DataError(f"{where}: {len(ds.column_names)} column(s) ({', '.join(ds.column_names)}); "
+                            "training data needs at least anchor and positive")
+        if width is not None and len(ds.column_names) != width:
+            raise DataError(f"{where}: {len(ds.column_names)} columns, but the files before it have {width}; "
+                            "every file of --train-data must have the same number of columns")
+        width = len(ds.column_names)
+        rows += table_rows(where, ds)
+    return rows
+
+
+def load_texts(source, local_alternative):
+    """Every distinct text of a table, in first-seen order: an NLI table's premises and hypotheses (its label and
+    other columns are not texts), any other table's every column."""
+    texts = {}
+    for where, ds in load_tables(source, local_alternative):
+        if all(c in ds.column_names for c in NLI_COLUMNS):
+            ds = ds.select_columns(["premise", "hypothesis"])
+        for row in table_rows(where, ds):
+            texts.update(dict.fromkeys(row))
+    return list(texts)

