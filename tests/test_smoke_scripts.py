@@ -7,6 +7,8 @@ import os
 import re
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import compare_runs
 from conftest import run_script
@@ -21,13 +23,19 @@ def head(src, dst, n):
             out.write(f.readline())
 
 
-def test_compare_runs_smoke(tmp_path, tiny_model_dir, nli_dir, sts_dir, snli_test_file, monkeypatch):
-    os.makedirs(tmp_path / "sts")
+@pytest.fixture(scope="module")
+def small_eval(tmp_path_factory, sts_dir, snli_test_file):
+    """60 STS pairs per split and a 300-row retrieval task: scoring in seconds."""
+    base = tmp_path_factory.mktemp("eval")
+    os.makedirs(base / "sts")
     for split in ("dev", "test"):
-        head(os.path.join(sts_dir, f"{split}.tsv.gz"), tmp_path / "sts" / f"{split}.tsv", 60)
-    head(snli_test_file, tmp_path / "retrieval.tsv", 300)
-    monkeypatch.setitem(compare_runs.PRESETS, "smoke", dict(compare_runs.PRESETS["smoke"], nli=nli_dir,
-                        sts=str(tmp_path / "sts"), retrieval=str(tmp_path / "retrieval.tsv")))
+        head(os.path.join(sts_dir, f"{split}.tsv.gz"), base / "sts" / f"{split}.tsv", 60)
+    head(snli_test_file, base / "retrieval.tsv", 300)
+    return {"sts": str(base / "sts"), "retrieval": str(base / "retrieval.tsv")}
+
+
+def test_compare_runs_smoke(tmp_path, tiny_model_dir, nli_dir, small_eval, monkeypatch):
+    monkeypatch.setitem(compare_runs.PRESETS, "smoke", dict(compare_runs.PRESETS["smoke"], nli=nli_dir, **small_eval))
     out = tmp_path / "out"
     compare_runs.main(["--preset", "smoke", "--model-name", tiny_model_dir, "--output-dir", str(out)])
     rows = json.load(open(out / "results.json"))
@@ -82,3 +90,36 @@ def test_profile_step_reports_where_the_time_goes(tiny_model_dir, nli_dir):
     assert len(ms) == 6  # 4 kinds of work, the other operators, all operators
     assert abs(sum(ms[:5]) - ms[5]) <= 3  # the parts add up to the whole (each rounded to a millisecond)
     assert ms[0] > 0  # the model's matrix multiplies took measurable time
+
+
+@pytest.mark.parametrize("name", ["negatives", "matryoshka"])
+def test_compare_runs_presets_with_seeds_smoke(tmp_path, tiny_model_dir, nli_dir, small_eval, monkeypatch, name):
+    """The hard-negative and Matryoshka tables, at a few steps: every run with 2 seeds, mean and spread, per-seed
+    values; mined files made once and their report in results.md; STSb test at each cut."""
+    smoke = ["--eval-every", "2", "--max-steps", "3", "--batch-size", "8"]
+    preset = dict(compare_runs.PRESETS[name], nli=nli_dir, flags=smoke, **small_eval)
+    if name == "negatives":  # in-batch only, a mined negative (mined once for both seeds), the guide
+        preset["runs"] = [run for run in preset["runs"] if run[1] in ("mnr", "mined-topk", "gist")]
+    if name == "matryoshka":  # the tiny model is 32 wide
+        preset.update(dims=[32, 16, 8], runs=[("MNR", "mnr", ["train_mnr.py"]), ("MNR + Matryoshka", "matryoshka",
+                      ["train_mnr.py", "--matryoshka-dims", "32,16,8"])])
+    monkeypatch.setitem(compare_runs.PRESETS, name, preset)
+    out = tmp_path / "out"
+    compare_runs.main(["--preset", name, "--model-name", tiny_model_dir, "--output-dir", str(out), "--seeds", "2"])
+    rows = json.load(open(out / "results.json"))
+    assert len(rows) == len(preset["runs"]) + 1
+    for r in rows:
+        seeds = 1 if r["run"] == "start model (untrained)" else 2
+        assert len(r["per_seed"]) == seeds == len(r["models"])
+        values = [s["sts_test"] for s in r["per_seed"]]
+        assert r["sts_test"] == pytest.approx(sum(values) / seeds)
+        if seeds == 2:  # another seed, another model (its folder named in the results relative to the output)
+            first, second = (load_file(os.path.join(out, os.path.basename(m), "model.safetensors")) for m in r["models"])
+            assert any(not torch.equal(first[k], second[k]) for k in first)
+    table = open(out / "results.md").read()
+    assert " ± " in table and str(tmp_path) not in table.replace(str(out), "")
+    if name == "negatives":
+        assert (out / "mined-topk-negatives" / "negatives.tsv.gz").exists()
+        assert "mined-topk-mining:" in table and "--train-data" in table and "--guide-model" in table
+    else:
+        assert all(f"sts_test@{d}" in rows[0] for d in (32, 16, 8)) and "STSb test @8" in table
