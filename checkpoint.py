@@ -239,3 +239,43 @@ def open_log(output_dir, start_step):
     log = open(path, "w")
     log.writelines(kept)
     return log
+
+
+def log_step(log, step, loss, lr, grad_norm, pairs_per_s, device, false_negatives=None):
+    record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm.item(), "pairs_per_s": pairs_per_s}
+    if false_negatives is not None:  # candidates the guide left out, summed over the global batch
+        record["false_negatives"] = round(false_negatives)
+    if device.type == "cuda":
+        record["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+
+
+def resume(path, output_dir, model, optimizer, scheduler, config, world):
+    """--resume (path "latest": the newest complete checkpoint in output_dir): restore weights, optimiser and
+    schedule -> (step, every process's RNG state, the checkpoint's path)."""
+    found = checkpoints(output_dir)
+    path = path if path != "latest" else (found[-1] if found else None)
+    if path is None or not os.path.isfile(os.path.join(path, STATE_FILE)):
+        raise ResumeError(f"{path or output_dir}: no complete checkpoint to resume from; "
+                          "run the same command without --resume to start over")
+    step, rng = load_checkpoint(path, model, optimizer, scheduler, config)
+    if len(rng) != world:
+        raise ResumeError(f"{path}: written by {len(rng)} process(es), resumed with {world}")
+    return step, rng, path
+
+
+def report_saved(output_dir, seconds):
+    """Where the model is, and what checkpoints remain beside it (they are not needed to use the model)."""
+    print(f"saved to {output_dir} (training took {seconds / 60:.1f} min)")
+    for path in checkpoints(output_dir):
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+        print(f"  checkpoint kept: {path} ({size / 2 ** 20:.0f} MB): delete it if you will not resume or inspect it")
+
+
+def resume_advice(output_dir):
+    """What an interrupted or failed run can continue from."""
+    found = checkpoints(output_dir)
+    if found:
+        return f"run the same command with --resume to continue from {found[-1]}"
+    return "no checkpoint was written yet: run the same command (without --resume) to start over"

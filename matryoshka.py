@@ -9,6 +9,7 @@ and renormalises (`evaluate_sts.py --truncate-dim d` scores exactly that).
     loss_fn = matryoshka_loss(mnr_loss, dims=[384, 256, 128, 64])
     loss = loss_fn(anchor, positive, negatives, scale)  # same call as mnr_loss itself
 """
+from errors import ConfigError
 
 
 def matryoshka_loss(loss_fn, dims, weights=None):
@@ -35,3 +36,22 @@ def matryoshka_loss(loss_fn, dims, weights=None):
                    for d, weight in zip(dims, weights))
 
     return loss
+
+
+def parse_dims(dims, weights=None):
+    """--matryoshka-dims "384,256,..." and --matryoshka-weights "1,0.5,..." -> (dims, weights) as lists, or
+    (None, None) when no dims are given."""
+    if not dims:
+        if weights:
+            raise ConfigError("--matryoshka-weights needs --matryoshka-dims")
+        return None, None
+    try:
+        dims_list = [int(d) for d in dims.split(",")]
+        weights_list = [float(w) for w in weights.split(",")] if weights else None
+    except ValueError:
+        raise ConfigError(f"--matryoshka-dims takes whole numbers and --matryoshka-weights numbers, separated by "
+                          f"commas: got {dims!r}, {weights!r}") from None
+    if min(dims_list) < 1 or (weights_list and len(weights_list) != len(dims_list)):
+        raise ConfigError(f"--matryoshka-dims must be positive with one --matryoshka-weights value each: got "
+                          f"{dims!r}, {weights!r}")
+    return dims_list, weights_list

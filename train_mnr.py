@@ -38,9 +38,11 @@ import distributed
 import evaluate_sts
 import gradcache
 import hub
+import matryoshka
 import packing
-from errors import ConfigError, ResumeError, exit_on_input_error, parse_flags
-from matryoshka import matryoshka_loss
+from errors import ConfigError, exit_on_input_error, parse_flags
+from gist import false_negatives, guided_exclusions  # noqa: F401  false_negatives is importable from here
+from matryoshka import matryoshka_loss  # noqa: F401  importable from here, as the losses are
 from pooling import POOLINGS, autocast, check_model_name, embed, hub_alternative, load_model
 
 # ---- hyperparameters: edit them here, or override any of them with the flag of the same name ---------------
@@ -150,7 +152,7 @@ def check_args(args):
         raise ConfigError(f"--output-dir {args.output_dir} is an existing file, not a folder")
     if args.train_data and (args.nli_data != NLI_DATA or args.hard_negatives):
         raise ConfigError("--train-data replaces the NLI data: give it without --nli-data and --hard-negatives")
-    matryoshka_dims(args)
+    matryoshka.parse_dims(args.matryoshka_dims, args.matryoshka_weights)
     check_model_name(args.model_name)
     if args.guide_model:
         check_model_name(args.guide_model)
@@ -161,24 +163,6 @@ def check_args(args):
         data_prep.LOCAL_TRAIN if args.train_data and data_prep.hub_dataset_id(args.train_data) else None,
         data_prep.LOCAL_NLI if args.nli_data == "hub" and not args.train_data else None,
         evaluate_sts.LOCAL_STS if args.sts_data == "hub" else None) if alternative])
-
-
-def matryoshka_dims(args):
-    """--matryoshka-dims and --matryoshka-weights as lists -> (dims, weights), or (None, None) when not set."""
-    if not args.matryoshka_dims:
-        if args.matryoshka_weights:
-            raise ConfigError("--matryoshka-weights needs --matryoshka-dims")
-        return None, None
-    try:
-        dims = [int(d) for d in args.matryoshka_dims.split(",")]
-        weights = [float(w) for w in args.matryoshka_weights.split(",")] if args.matryoshka_weights else None
-    except ValueError:
-        raise ConfigError(f"--matryoshka-dims takes whole numbers and --matryoshka-weights numbers, separated by "
-                          f"commas: got {args.matryoshka_dims!r}, {args.matryoshka_weights!r}") from None
-    if min(dims) < 1 or (weights and len(weights) != len(dims)):
-        raise ConfigError(f"--matryoshka-dims must be positive with one --matryoshka-weights value each: got "
-                          f"{args.matryoshka_dims!r}, {args.matryoshka_weights!r}")
-    return dims, weights
 
 
 # ---- 1-3. NLI pairs, tokenizer, duplicate-free batches (data_prep.py) ------------------------------------------
@@ -238,20 +222,6 @@ def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0, exclu
     return F.cross_entropy(scores, labels)
 
 
-def false_negatives(guide_anchor, guide_candidates, margin, label_offset=0):
-    """GIST (Solatorio 2024, "GISTEmbed: Guided In-sample Selection of Training Negatives"): a guide model's
-    embeddings of the queries (b, D) and of every candidate (C, D) -> (b, C) True for each candidate the guide
-    scores above the query's own positive minus `margin`. With many rows about the same thing, such a candidate
-    is likely another right answer, and training would push the query away from it. A query's own positive,
-    column label_offset + i, is never left out."""
-    scores = cos_sim(guide_anchor, guide_candidates)  # (b, C)
-    rows = torch.arange(len(guide_anchor), device=scores.device)
-    own = rows + label_offset  # (b,): each query's positive
-    exclude = scores > scores[rows, own][:, None] - margin  # (b, C)
-    exclude[rows, own] = False
-    return exclude
-
-
 def global_batch_loss(embeddings, loss_fn, scale, share, exclude=None):
     """Per-column embeddings of this process's rows -> the loss of its queries against the whole batch, in fp32.
     In one process this is loss_fn(anchor, positive, negatives)."""
@@ -260,15 +230,6 @@ def global_batch_loss(embeddings, loss_fn, scale, share, exclude=None):
         positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
     guided = {} if exclude is None else {"exclude": exclude}  # GIST's false negatives, when a guide marked them
     return loss_fn(anchor, positive, negatives, scale=scale, label_offset=share.start, **guided)
-
-
-def guided_exclusions(guide, batch_rows, margin, share, device):
-    """The guide's embeddings of this process's rows (no gradient) -> `false_negatives` against the global batch."""
-    with torch.no_grad():
-        anchor, positive, *negatives = [evaluate_sts.encode(guide, list(texts), len(texts)) for texts in zip(*batch_rows)]
-        if distributed.world_size() > 1:  # the guide's candidates are gathered like the model's
-            positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
-    return false_negatives(anchor, candidates(positive, negatives), margin, share.start).to(device)
 
 
 # ---- 7. Optimiser: AdamW with linear warmup and decay ---------------------------------------------------------
@@ -291,19 +252,6 @@ def sts_dev_score(encoder, tokenizer, args, sts, step, log, write):
     log.write(json.dumps({"step": step, "sts_dev_spearman": score}) + "\n")
     log.flush()
     return score
-
-
-def resume(args, encoder, optimizer, scheduler, world):
-    """--resume: restore weights, optimiser and schedule -> (step, every process's RNG state, checkpoint path)."""
-    found = checkpoint.checkpoints(args.output_dir)
-    path = args.resume if args.resume != "latest" else (found[-1] if found else None)
-    if path is None or not os.path.isfile(os.path.join(path, checkpoint.STATE_FILE)):
-        raise ResumeError(f"{path or args.output_dir}: no complete checkpoint to resume from; "
-                          "run the same command without --resume to start over")
-    step, rng = checkpoint.load_checkpoint(path, encoder, optimizer, scheduler, config_of(args))
-    if len(rng) != world:
-        raise ResumeError(f"{path}: written by {len(rng)} process(es), resumed with {world}")
-    return step, rng, path
 
 
 def config_of(args):
@@ -333,11 +281,8 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
     encoder.to(device)
     model = encoder if world == 1 else torch.nn.parallel.DistributedDataParallel(
         encoder, device_ids=[device.index] if device.type == "cuda" else None)
-    dims, weights = matryoshka_dims(args)
-    if dims:  # matryoshka.py: the same loss on each cut of the embeddings, summed
-        if max(dims) > encoder.config.hidden_size:
-            raise ConfigError(f"--matryoshka-dims {max(dims)} is larger than the model's {encoder.config.hidden_size} dimensions")
-        loss_fn = matryoshka_loss(loss_fn, dims, weights)
+    if args.matryoshka_dims:  # matryoshka.py: the same loss on each cut of the embeddings, summed
+        loss_fn = matryoshka_for(args, loss_fn, encoder.config.hidden_size)
     guide = evaluate_sts.load_encoder(args.guide_model) if args.guide_model else None  # frozen, in eval mode
     pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(encoder)
     embed_fn = functools.partial(embed_columns, pooling=args.pooling, pack=pack)
@@ -349,17 +294,15 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
     start_step, rng = 0, None
     if args.resume:  # checkpoint.py: weights, optimiser, schedule, step and RNG states, as the crashed run had them
-        start_step, rng, path = resume(args, encoder, optimizer, scheduler, world)
+        start_step, rng, path = checkpoint.resume(args.resume, args.output_dir, encoder, optimizer, scheduler,
+                                                  config_of(args), world)
         print0(f"resumed from {path} (step {start_step} of {total_steps})")
 
     sts = evaluate_sts.load_sts(args.sts_data, "dev") if args.sts_data and master else None
     print0(describe_run(rows, total_steps, args.batch_size, world, device))
     log = checkpoint.open_log(args.output_dir, start_step) if master else None
-    scores = []  # (step, STSb dev Spearman), for the model card
-    facts = {"command": command, "defaults": config_of(defaults or parse_args([])), "device": str(device),
-             "total_steps": total_steps, "sts_dev": scores,
-             "data": {"source": args.train_data or args.nli_data, "pairs" if len(rows[0]) == 2 else "rows": len(rows),
-                      "negatives_per_row": len(rows[0]) - 2}}
+    facts = card_facts(args, command, defaults, device, rows, total_steps)  # what the model card tells
+    scores = facts["sts_dev"]  # (step, STSb dev Spearman)
     if sts and start_step == 0:
         print0(f"scoring STSb dev before training ({len(sts[0])} pairs)")
         scores.append((0, sts_dev_score(encoder, tokenizer, args, sts, 0, log, print0)))
@@ -401,8 +344,8 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
 
             left_out = guide and distributed.mean_across_ranks(exclude.sum().float()).item() * world
             if master:
-                log_step(log, step, loss_value, lr, grad_norm, args.batch_size / (time.perf_counter() - t0), device,
-                         left_out)
+                checkpoint.log_step(log, step, loss_value, lr, grad_norm, args.batch_size / (time.perf_counter() - t0),
+                                    device, left_out)
                 progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
             progress.update()
             if sts and (step == total_steps or args.eval_every and step % args.eval_every == 0):
@@ -416,9 +359,24 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
         log.close()
         facts.update(steps=total_steps, wall_time_s=time.perf_counter() - started)
         checkpoint.save_model(encoder, tokenizer, args.output_dir, config_of(args), facts=facts)
-        report_saved(args.output_dir, time.perf_counter() - started)
+        checkpoint.report_saved(args.output_dir, time.perf_counter() - started)
     distributed.cleanup()
     return args.output_dir
+
+
+def matryoshka_for(args, loss_fn, hidden_size):
+    dims, weights = matryoshka.parse_dims(args.matryoshka_dims, args.matryoshka_weights)
+    if max(dims) > hidden_size:
+        raise ConfigError(f"--matryoshka-dims {max(dims)} is larger than the model's {hidden_size} dimensions")
+    return matryoshka.matryoshka_loss(loss_fn, dims, weights)
+
+
+def card_facts(args, command, defaults, device, rows, total_steps):
+    """What the saved folders' model card says about this run beyond its hyperparameters (model_card.py)."""
+    return {"command": command, "defaults": config_of(defaults or parse_args([])), "device": str(device),
+            "total_steps": total_steps, "sts_dev": [],
+            "data": {"source": args.train_data or args.nli_data, "pairs" if len(rows[0]) == 2 else "rows": len(rows),
+                     "negatives_per_row": len(rows[0]) - 2}}
 
 
 def describe_run(rows, total_steps, batch_size, world, device):
@@ -436,32 +394,6 @@ def save_checkpoint(args, step, encoder, tokenizer, optimizer, scheduler, device
                                    states, args.keep_checkpoints, facts=facts)
 
 
-def log_step(log, step, loss, lr, grad_norm, pairs_per_s, device, false_negatives=None):
-    record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm.item(), "pairs_per_s": pairs_per_s}
-    if false_negatives is not None:  # candidates the guide left out, summed over the global batch
-        record["false_negatives"] = round(false_negatives)
-    if device.type == "cuda":
-        record["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
-    log.write(json.dumps(record) + "\n")
-    log.flush()
-
-
-def report_saved(output_dir, seconds):
-    """Where the model is, and what checkpoints remain beside it (they are not needed to use the model)."""
-    print(f"saved to {output_dir} (training took {seconds / 60:.1f} min)")
-    for path in checkpoint.checkpoints(output_dir):
-        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-        print(f"  checkpoint kept: {path} ({size / 2 ** 20:.0f} MB): delete it if you will not resume or inspect it")
-
-
-def resume_advice(output_dir):
-    """What an interrupted or failed run can continue from."""
-    found = checkpoint.checkpoints(output_dir)
-    if found:
-        return f"run the same command with --resume to continue from {found[-1]}"
-    return "no checkpoint was written yet: run the same command (without --resume) to start over"
-
-
 def main(args, loss_fn=mnr_loss, defaults=None):
     """The command line: train, and turn what a user can fix into one line (train_bidirectional.py shares it).
     `defaults`: the flags' defaults (a parse of no flags), for the model card; train_mnr.py's when None."""
@@ -469,9 +401,9 @@ def main(args, loss_fn=mnr_loss, defaults=None):
         with exit_on_input_error():
             train(args, loss_fn, command=[os.path.basename(sys.argv[0]), *sys.argv[1:]], defaults=defaults)
     except FloatingPointError as e:
-        sys.exit(f"error: {e}; {resume_advice(args.output_dir)}")
+        sys.exit(f"error: {e}; {checkpoint.resume_advice(args.output_dir)}")
     except KeyboardInterrupt:
-        print(f"\ninterrupted: nothing is half-written; {resume_advice(args.output_dir)}", file=sys.stderr)
+        print(f"\ninterrupted: nothing is half-written; {checkpoint.resume_advice(args.output_dir)}", file=sys.stderr)
         sys.exit(130)
 
 

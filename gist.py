@@ -1,0 +1,37 @@
+"""GIST (Solatorio 2024, "GISTEmbed: Guided In-sample Selection of Training Negatives"): keep false negatives out.
+
+With in-batch negatives, every other row's texts count as wrong answers for a query. When rows are about the
+same things (many NLI premises describe the same kinds of scene), some of those are right answers too, and the
+loss pushes the query away from them. A frozen guide model, often the start model, scores each query against
+every candidate of the batch; a candidate it scores above the query's own positive (minus a margin) is left out
+of that query's softmax. The model's loss is otherwise unchanged.
+"""
+import torch
+import torch.nn.functional as F
+
+import distributed
+import evaluate_sts
+
+
+def false_negatives(guide_anchor, guide_candidates, margin, label_offset=0):
+    """GIST (Solatorio 2024, "GISTEmbed: Guided In-sample Selection of Training Negatives"): a guide model's
+    embeddings of the queries (b, D) and of every candidate (C, D) -> (b, C) True for each candidate the guide
+    scores above the query's own positive minus `margin`. With many rows about the same thing, such a candidate
+    is likely another right answer, and training would push the query away from it. A query's own positive,
+    column label_offset + i, is never left out."""
+    scores = F.normalize(guide_anchor, dim=1) @ F.normalize(guide_candidates, dim=1).T  # (b, C): cosines
+    rows = torch.arange(len(guide_anchor), device=scores.device)
+    own = rows + label_offset  # (b,): each query's positive
+    exclude = scores > scores[rows, own][:, None] - margin  # (b, C)
+    exclude[rows, own] = False
+    return exclude
+
+
+def guided_exclusions(guide, batch_rows, margin, share, device):
+    """The guide's embeddings of this process's rows (no gradient) -> `false_negatives` against the global batch."""
+    with torch.no_grad():
+        anchor, positive, *negatives = [evaluate_sts.encode(guide, list(texts), len(texts)) for texts in zip(*batch_rows)]
+        if distributed.world_size() > 1:  # the guide's candidates are gathered like the model's
+            positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
+    # candidates in the loss's order: every positive, then each negative column
+    return false_negatives(anchor, torch.cat([positive, *negatives]), margin, share.start).to(device)
