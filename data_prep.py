@@ -22,7 +22,8 @@ from errors import DataError, exit_on_input_error, first_line
 LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "-": -1}
 ENTAILMENT, CONTRADICTION = 0, 2
 NLI_COLUMNS = ("premise", "hypothesis", "label")
-LOCAL_NLI = "--nli-data PATH (e.g. --nli-data ../shared/data/nli)"  # what to give instead of the hub
+# what to give instead of the hub
+LOCAL_NLI = "--nli-data PATH (e.g. --nli-data ../shared/data/nli, or the sample tests/data/nli)"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from errors import ConfigError, DataError, exit_on_input_error
 from pooling import ST_POOLING_KEYS, autocast, embed, load_model
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")
-LOCAL_STS = "--sts-data PATH (e.g. --sts-data ../shared/data/stsb)"  # what to give instead of the hub
+# what to give instead of the hub
+LOCAL_STS = "--sts-data PATH (e.g. --sts-data ../shared/data/stsb, or the sample tests/data/stsb)"
 # split -> (dataset, config, hub split, score column, divide by): the tutorial's GLUE validation for dev;
 # GLUE hides the test labels, so test comes from sentence-transformers' copy, already scaled to 0-1.
 STS_HUB = {"dev": ("nyu-mll/glue", "stsb", "validation", "label", 5.0),

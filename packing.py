@@ -1,8 +1,8 @@
 """Sequence packing: embed a batch with almost no padding, exactly as the padded forward would.
 
-NLI sentences are short and uneven: at batch 32 with the MiniLM tokenizer a step holds about 1,050 real
-tokens, but about 2,800 once each column is padded to its own longest row, and the encoder spends its time on
-all of them. Packing lays whole sentences end to end in a few rows of WIDTH tokens and gives the model
+NLI sentences are short and uneven: padded to its column's longest row, a batch is mostly padding, and the
+encoder spends its time on every slot, padding included (benchmarks/RESULTS.md counts them). Packing lays whole
+sentences end to end in a few rows of WIDTH tokens and gives the model
 
   - a block-diagonal attention mask, so a token attends only to the tokens of its own sentence, and
   - position ids that restart at 0 for every sentence, so each one is positioned as if it were alone.
@@ -18,9 +18,8 @@ import torch
 
 from pooling import pool
 
-WIDTH = 64  # tokens per packed row (or the longest sentence, if longer). Measured on MiniLM at batch 32, 1 thread:
-# 64 and 96 ran at the same speed, 128 ~5 % slower, 256 ~30 % slower, 512 ~90 % slower: a wider row spends its
-# time on attention scores between tokens of different sentences that the mask then throws away.
+WIDTH = 64  # tokens per packed row (or the longest sentence, if longer). Not wider: attention scores every pair
+# of slots in a row, and those between tokens of different sentences are computed only to be masked away.
 PACKABLE = {"bert"}  # absolute positions from 0; RoBERTa-style models offset positions by the padding id
 
 
@@ -34,52 +33,52 @@ def pack(columns, width=WIDTH):
 
     First-fit decreasing: longest sentences first, each into the first row with room (a sentence longer than
     `width` gets a row of its own length). Returns (input_ids (R, W), position_ids (R, W), mask (R, 1, W, W),
-    places: for every column a (n, 3) tensor of (row, start, length))."""
+    placements: for every column a (n, 3) tensor of (row, start, length))."""
     lengths = torch.cat([c["attention_mask"].sum(dim=1) for c in columns])  # (N,) all sentences, column-major
     width = max(width, int(lengths.max()))
     # Choosing rows is bookkeeping on N small integers (a few hundred per step), not tensor work.
-    row_of, start_of, free = [0] * len(lengths), [0] * len(lengths), []
+    row_of, start_of, room_left = [0] * len(lengths), [0] * len(lengths), []  # room_left: free slots per row
     for s in sorted(range(len(lengths)), key=lambda s: -int(lengths[s])):
         n = int(lengths[s])
-        row = next((r for r, room in enumerate(free) if room >= n), len(free))
-        if row == len(free):
-            free.append(width)
-        row_of[s], start_of[s] = row, width - free[row]
-        free[row] -= n
+        row = next((r for r, room in enumerate(room_left) if room >= n), len(room_left))
+        if row == len(room_left):
+            room_left.append(width)
+        row_of[s], start_of[s] = row, width - room_left[row]
+        room_left[row] -= n
     rows, starts = torch.tensor(row_of), torch.tensor(start_of)  # (N,) each
     # Every real token's destination, in the order the tokenizer dicts hold them (row-major, padding skipped).
     sentence = torch.repeat_interleave(torch.arange(len(lengths)), lengths)  # (T,) which sentence each token is
     offset = torch.arange(len(sentence)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)  # (T,)
     dest_row, dest_col = rows[sentence], starts[sentence] + offset
     tokens = torch.cat([c["input_ids"][c["attention_mask"].bool()] for c in columns])  # (T,)
-    input_ids = torch.zeros(len(free), width, dtype=torch.long)  # 0 = [PAD] in BERT vocabularies; masked anyway
-    position_ids = torch.zeros(len(free), width, dtype=torch.long)
-    segment = torch.full((len(free), width), -1, dtype=torch.long)  # which sentence owns each slot; -1 = empty
+    input_ids = torch.zeros(len(room_left), width, dtype=torch.long)  # 0 = [PAD] in BERT vocabularies; masked anyway
+    position_ids = torch.zeros(len(room_left), width, dtype=torch.long)
+    segment = torch.full((len(room_left), width), -1, dtype=torch.long)  # which sentence owns each slot; -1 = empty
     input_ids[dest_row, dest_col] = tokens
     position_ids[dest_row, dest_col] = offset  # positions restart at 0 in every sentence
     segment[dest_row, dest_col] = sentence
     # A token may attend to another only within the same sentence; empty slots attend to themselves so that
     # no softmax row is all-masked (their outputs are never read).
-    same = segment[:, :, None] == segment[:, None, :]  # (R, W, W)
-    same |= torch.diag_embed(segment < 0)
-    places = torch.stack([rows, starts, lengths], dim=1).split([len(c["input_ids"]) for c in columns])
-    return input_ids, position_ids, same[:, None], list(places)
+    same_sentence = segment[:, :, None] == segment[:, None, :]  # (R, W, W)
+    same_sentence |= torch.diag_embed(segment < 0)
+    placements = torch.stack([rows, starts, lengths], dim=1).split([len(c["input_ids"]) for c in columns])
+    return input_ids, position_ids, same_sentence[:, None], list(placements)
 
 
 def embed_packed(model, columns, pooling="mean", width=WIDTH):
     """Per-column tokenizer dicts -> list of (n, D) sentence embeddings, one packed forward for all columns."""
     device = next(model.parameters()).device
-    input_ids, position_ids, mask, places = pack(columns, width)
+    input_ids, position_ids, mask, placements = pack(columns, width)
     hidden = model(input_ids=input_ids.to(device), position_ids=position_ids.to(device),
                    attention_mask=mask.to(device), token_type_ids=torch.zeros_like(input_ids, device=device)
                    ).last_hidden_state  # (R, W, D)
     out = []
-    for spots in places:
+    for placement in placements:
         # Cut each sentence back out into its own padded row, then pool exactly as the padded path does.
-        n, longest = len(spots), int(spots[:, 2].max())
+        n, longest = len(placement), int(placement[:, 2].max())
         offsets = torch.arange(longest)  # (T,)
-        valid = offsets[None, :] < spots[:, 2:3]  # (n, T): the attention mask of the unpacked batch
-        cols = (spots[:, 1:2] + offsets[None, :]).clamp(max=hidden.shape[1] - 1)  # (n, T)
-        tokens = hidden[spots[:, 0:1].expand(n, longest).to(device), cols.to(device)]  # (n, T, D)
+        valid = offsets[None, :] < placement[:, 2:3]  # (n, T): the attention mask of the unpacked batch
+        cols = (placement[:, 1:2] + offsets[None, :]).clamp(max=hidden.shape[1] - 1)  # (n, T)
+        tokens = hidden[placement[:, 0:1].expand(n, longest).to(device), cols.to(device)]  # (n, T, D)
         out.append(pool(pooling, tokens, valid.to(device=device, dtype=torch.long)))
     return out

