@@ -174,7 +174,7 @@ def load_batches(args):
         rows = data_prep.load_train_data(args.train_data)
     else:
         rows = data_prep.make_rows(data_prep.load_nli(args.nli_data), hard_negatives=args.hard_negatives)
-    if not rows:
+    if not rows:  # only NLI data can filter down to nothing (load_train_data refuses an empty table)
         raise data_prep.DataError(f"{args.nli_data}: no usable rows (no entailment pairs"
                                   f"{' with a contradiction of the same premise' if args.hard_negatives else ''})")
     batches = [batch for epoch in range(args.epochs)
@@ -209,9 +209,9 @@ def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0, exclu
 
     Each anchor must pick its own positive out of every positive in the batch (and every hard negative): a
     classification over the batch per anchor, scored by scaled cosine similarity, trained with cross-entropy.
-    anchor (b, D); positive (B, D); negatives: None, (B, D) or a list of (B, D) -> scalar. In one process b = B. Under
-    torchrun the anchors are this process's b queries and the candidates the whole global batch: anchor i's
-    positive is then row label_offset + i. `exclude`: (b, B*(1+k)) True for candidates to leave out of the
+    anchor (b, D); positive (B, D); negatives: None, (B, D) or a list of (B, D) -> scalar. In one process b = B.
+    Under torchrun the anchors are this process's b queries and the candidates the whole global batch: anchor
+    i's positive is then row label_offset + i. `exclude`: (b, B*(1+k)) True for candidates to leave out of the
     softmax (false negatives, see `false_negatives`)."""
     scores = cos_sim(anchor, candidates(positive, negatives)) * scale  # (b, B*(1+k))
     if exclude is not None:
