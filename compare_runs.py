@@ -95,6 +95,10 @@ def train(command, out, log_path, product="model.safetensors"):
     print("$ python " + shlex.join(command), flush=True)
     with open(log_path, "w") as log:
         result = subprocess.run([sys.executable, *command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path) as f:  # the log is a results file: no path of this machine in it
+        text = shown(f.read(), default_model())
+    with open(log_path, "w") as f:
+        f.write(text)
     if result.returncode != 0:
         sys.exit(f"error: {shlex.join(command)} failed (exit {result.returncode}); see {log_path}")
     os.makedirs(out, exist_ok=True)
