@@ -31,10 +31,10 @@ def run(tmp_path, name, script, *extra, processes=1):
 @pytest.mark.parametrize("script,extra", [
     ("train_mnr.py", []),
     ("train_bidirectional.py", ["--loss", "bidirectional", "--mini-batch-size", "3"]),
-    # --train-data with two negative columns, Matryoshka cuts and GradCache at once
-    ("train_mnr.py", ["--train-data", "QUADRUPLES", "--matryoshka-dims", "32,16,8", "--mini-batch-size", "5"]),
-    # GIST: the guide's candidates are gathered too, so both runs leave out the same false negatives
-    ("train_mnr.py", ["--guide-model", "MINILM", "--false-negative-margin", "0.1"])])
+    # --train-data with two negative columns, Matryoshka cuts, GradCache and GIST at once (the guide's candidates
+    # are gathered too, so both runs leave out the same false negatives)
+    ("train_mnr.py", ["--train-data", "QUADRUPLES", "--matryoshka-dims", "32,16,8", "--mini-batch-size", "5",
+                      "--guide-model", "MINILM", "--false-negative-margin", "0.1"])])
 def test_two_processes_equal_one(tmp_path, tiny_model_dir, nli_dir, minilm_path, script, extra):
     extra = [str(minilm_path) if flag == "MINILM" else flag for flag in extra]
     if "QUADRUPLES" in extra:
