@@ -55,3 +55,12 @@ def parse_dims(dims, weights=None):
         raise ConfigError(f"--matryoshka-dims must be positive with one --matryoshka-weights value each: got "
                           f"{dims!r}, {weights!r}")
     return dims_list, weights_list
+
+
+def loss_from_flags(loss_fn, dims, weights, hidden_size):
+    """--matryoshka-dims/--matryoshka-weights as given -> `loss_fn` wrapped by matryoshka_loss, once the model's
+    size is known: a cut larger than the embeddings is a ConfigError."""
+    dims, weights = parse_dims(dims, weights)
+    if max(dims) > hidden_size:
+        raise ConfigError(f"--matryoshka-dims {max(dims)} is larger than the model's {hidden_size} dimensions")
+    return matryoshka_loss(loss_fn, dims, weights)

@@ -230,6 +230,15 @@ def intro(config, facts, kinds, size, max_length):
             f"high cosine similarity. Inputs are cut at {max_length} tokens.")
 
 
+def run_facts(config, defaults, command, device, rows, total_steps):
+    """What the training loop hands the card at start-up (steps, time and STSb dev scores are added as it goes):
+    `config`/`defaults` the UPPERCASE hyperparameters and their defaults, `rows` the training tuples."""
+    width = len(rows[0])
+    return {"command": command, "defaults": defaults, "device": str(device), "total_steps": total_steps,
+            "sts_dev": [], "data": {"source": config["TRAIN_DATA"] or config["NLI_DATA"],
+                                    "pairs" if width == 2 else "rows": len(rows), "negatives_per_row": width - 2}}
+
+
 def write_model_card(folder, config, facts=None):
     """README.md in `folder`, written last: it describes the model files already there (modules.json,
     1_Pooling, sentence_bert_config.json). `config`: the run's UPPERCASE hyperparameters. `facts` (all optional):

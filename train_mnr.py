@@ -39,6 +39,7 @@ import evaluate_sts
 import gradcache
 import hub
 import matryoshka
+import model_card
 import packing
 from errors import ConfigError, exit_on_input_error, parse_flags
 from gist import false_negatives, guided_exclusions  # noqa: F401  false_negatives is importable from here
@@ -282,7 +283,8 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
     model = encoder if world == 1 else torch.nn.parallel.DistributedDataParallel(
         encoder, device_ids=[device.index] if device.type == "cuda" else None)
     if args.matryoshka_dims:  # matryoshka.py: the same loss on each cut of the embeddings, summed
-        loss_fn = matryoshka_for(args, loss_fn, encoder.config.hidden_size)
+        loss_fn = matryoshka.loss_from_flags(loss_fn, args.matryoshka_dims, args.matryoshka_weights,
+                                             encoder.config.hidden_size)
     guide = evaluate_sts.load_encoder(args.guide_model) if args.guide_model else None  # frozen, in eval mode
     pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(encoder)
     embed_fn = functools.partial(embed_columns, pooling=args.pooling, pack=pack)
@@ -301,7 +303,8 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
     sts = evaluate_sts.load_sts(args.sts_data, "dev") if args.sts_data and master else None
     print0(describe_run(rows, total_steps, args.batch_size, world, device))
     log = checkpoint.open_log(args.output_dir, start_step) if master else None
-    facts = card_facts(args, command, defaults, device, rows, total_steps)  # what the model card tells
+    facts = model_card.run_facts(config_of(args), config_of(defaults or parse_args([])), command, device, rows,
+                                 total_steps)  # what the model card tells beyond the hyperparameters
     scores = facts["sts_dev"]  # (step, STSb dev Spearman)
     if sts and start_step == 0:
         print0(f"scoring STSb dev before training ({len(sts[0])} pairs)")
@@ -342,7 +345,7 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
 
-            left_out = guide and distributed.mean_across_ranks(exclude.sum().float()).item() * world
+            left_out = None if guide is None else distributed.mean_across_ranks(exclude.sum().float()).item() * world
             if master:
                 checkpoint.log_step(log, step, loss_value, lr, grad_norm, args.batch_size / (time.perf_counter() - t0),
                                     device, left_out)
@@ -362,21 +365,6 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
         checkpoint.report_saved(args.output_dir, time.perf_counter() - started)
     distributed.cleanup()
     return args.output_dir
-
-
-def matryoshka_for(args, loss_fn, hidden_size):
-    dims, weights = matryoshka.parse_dims(args.matryoshka_dims, args.matryoshka_weights)
-    if max(dims) > hidden_size:
-        raise ConfigError(f"--matryoshka-dims {max(dims)} is larger than the model's {hidden_size} dimensions")
-    return matryoshka.matryoshka_loss(loss_fn, dims, weights)
-
-
-def card_facts(args, command, defaults, device, rows, total_steps):
-    """What the saved folders' model card says about this run beyond its hyperparameters (model_card.py)."""
-    return {"command": command, "defaults": config_of(defaults or parse_args([])), "device": str(device),
-            "total_steps": total_steps, "sts_dev": [],
-            "data": {"source": args.train_data or args.nli_data, "pairs" if len(rows[0]) == 2 else "rows": len(rows),
-                     "negatives_per_row": len(rows[0]) - 2}}
 
 
 def describe_run(rows, total_steps, batch_size, world, device):
