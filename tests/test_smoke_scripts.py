@@ -128,3 +128,27 @@ def test_compare_runs_presets_with_seeds_smoke(tmp_path, tiny_model_dir, small_e
         assert "mined-topk-mining:" in table and "--train-data" in table and "--guide-model" in table
     else:
         assert all(f"sts_test@{d}" in rows[0] for d in (32, 16, 8)) and "STSb test @8" in table
+
+
+def test_compare_runs_scores_a_trained_model_once_until_model_code_or_data_change(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(compare_runs.evaluate_sts, "load_encoder", lambda path: calls.append(path) or path)
+    monkeypatch.setattr(compare_runs.evaluate_sts, "evaluate", lambda encoder, *a, **kw: {"spearman": 0.5})
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "command.json").write_text(json.dumps({"command": ["train_mnr.py"], "code": "a"}))
+    preset = {"sts": "sts-folder", "retrieval": None}
+    first = compare_runs.score(str(out), preset, (), (), None)
+    assert first == {"sts_dev": 0.5, "sts_test": 0.5} and len(calls) == 1
+    assert compare_runs.score(str(out), preset, (), (), None) == first and len(calls) == 1  # reused
+    compare_runs.score(str(out), dict(preset, sts="other-sts"), (), (), None)  # other data: scored again
+    assert len(calls) == 2
+    (out / "command.json").write_text(json.dumps({"command": ["train_mnr.py", "--seed", "1"], "code": "a"}))
+    compare_runs.score(str(out), dict(preset, sts="other-sts"), (), (), None)  # retrained: scored again
+    assert len(calls) == 3
+    monkeypatch.setattr(compare_runs, "code_version", lambda files=None: "edited")  # scoring code changed
+    compare_runs.score(str(out), dict(preset, sts="other-sts"), (), (), None)
+    assert len(calls) == 4
+    compare_runs.score(str(tmp_path), preset, (), (), None)  # not trained here (no stamp): never cached
+    compare_runs.score(str(tmp_path), preset, (), (), None)
+    assert len(calls) == 6 and not (tmp_path / "scores.json").exists()
