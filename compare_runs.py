@@ -125,7 +125,7 @@ def plot(runs, path):
     except ImportError:
         print("matplotlib is not installed (requirements-bench.txt): no plot", flush=True)
         return
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5))
     for name, out in runs:
         with open(os.path.join(out, "train_log.jsonl")) as f:
             lines = [json.loads(line) for line in f]
@@ -140,9 +140,10 @@ def plot(runs, path):
     left.set(title=f"training loss (moving average over {window} steps)", xlabel="step", yscale="log")
     right.set(title="STSb dev Spearman", xlabel="step")
     for ax in (left, right):
-        ax.legend()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    # one legend below both plots: inside them it hides the curves
+    fig.legend(*left.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.02 + 0.04 * ((len(runs) + 1) // 2), 1, 1))
     fig.savefig(path, dpi=100)
     print(f"wrote {path}", flush=True)
 
