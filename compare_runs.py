@@ -29,6 +29,7 @@ import time
 import evaluate_retrieval
 import evaluate_sts
 from errors import exit_on_input_error
+from model_card import read_json
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("MNR_DATA_DIR", os.path.join("..", "shared", "data"))  # relative to this folder
@@ -92,11 +93,9 @@ def train(command, out, log_path, product="model.safetensors"):
     out = os.path.join(ROOT, out)
     stamp = os.path.join(out, "command.json")
     made_by = {"command": command, "code": code_version()}
-    if os.path.isfile(os.path.join(out, product)) and os.path.isfile(stamp):
-        with open(stamp) as f:
-            if json.load(f) == made_by:
-                print(f"reusing {os.path.relpath(out, ROOT)}", flush=True)
-                return None
+    if os.path.isfile(os.path.join(out, product)) and read_json(stamp, None) == made_by:
+        print(f"reusing {os.path.relpath(out, ROOT)}", flush=True)
+        return None
     print("$ python " + shlex.join(command), flush=True)
     with open(log_path, "w") as log:
         result = subprocess.run([sys.executable, *command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -195,17 +194,13 @@ def score(path, preset, dev, test, task):
     folder keeps them in scores.json, reused while the model, the scoring code and the data stay the same: a
     table completed over several sittings (more seeds) scores only the new models."""
     cache = os.path.join(path, "scores.json")
-    made_by = os.path.join(path, "command.json")
-    key = None
-    if os.path.isfile(made_by):  # trained here (the start model's folder is not ours to write in)
-        with open(made_by) as f:
-            key = {"model": json.load(f), "code": code_version(SCORING_CODE), "sts": preset["sts"],
-                   "retrieval": preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
-        if os.path.isfile(cache):
-            with open(cache) as f:
-                saved = json.load(f)
-            if saved["key"] == key:
-                return saved["scores"]
+    made_by = read_json(os.path.join(path, "command.json"), None)  # None: not trained here (the start model's
+    key = None if made_by is None else {  # folder is not ours to write in), never cached
+        "model": made_by, "code": code_version(SCORING_CODE), "sts": preset["sts"],
+        "retrieval": preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
+    saved = read_json(cache, {}) if key else {}
+    if key and saved.get("key") == key:
+        return saved["scores"]
     encoder = evaluate_sts.load_encoder(path)
     row = {"sts_dev": evaluate_sts.evaluate(encoder, *dev)["spearman"],
            "sts_test": evaluate_sts.evaluate(encoder, *test)["spearman"]}
