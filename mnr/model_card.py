@@ -9,12 +9,15 @@ as the user typed them.
 import json
 import math
 import os
-import re
 import shlex
 
-# The hub datasets data_prep.load_hub_nli reads for --nli-data hub (SNLI, and MultiNLI from GLUE).
-NLI_HUB_DATASETS = ["stanfordnlp/snli", "nyu-mll/glue"]
+from mnr.files import read_json
+from mnr.hub import NLI_HUB_DATASETS, STS_HUB, hub_id
+from mnr.matryoshka import parse_dims
+
 # --loss -> (the sentence-transformers class that computes the same loss, for the hub's loss: tag; its name here).
+# A loss not in this table (one a user added to train_bidirectional.LOSSES) is described by its docstring's first
+# line, given by the training loop as facts["loss_description"], and gets no loss: tag.
 LOSSES = {
     "mnr": ("MultipleNegativesRankingLoss", "Multiple Negatives Ranking loss (Henderson et al. 2017)"),
     "bidirectional": ("MultipleNegativesRankingLoss",  # with all four directions under one softmax
@@ -52,21 +55,9 @@ def to_yaml(value, indent=""):
     return lines
 
 
-def read_json(path, default):
-    if not os.path.isfile(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
-
-
 def module_kind(module):
     """A modules.json entry's kind: "Normalize" for sentence_transformers.models.Normalize."""
     return module["type"].rsplit(".", 1)[-1]
-
-
-def is_hub_id(name):
-    """`org/name` (or a bare legacy name like bert-base-uncased) that is not a local path."""
-    return bool(name) and not os.path.exists(name) and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
 
 
 def loss_key(config):
@@ -74,14 +65,19 @@ def loss_key(config):
 
 
 def matryoshka_dims(config):
-    dims = config.get("MATRYOSHKA_DIMS") or []  # "384,256,128" as typed, or already a list
-    return [int(d) for d in (dims.split(",") if isinstance(dims, str) else dims)]
+    return parse_dims(config.get("MATRYOSHKA_DIMS"))[0] or []  # "384,256,128" as typed, or already a list
+
+
+def loss_description(config, facts):
+    """What the card calls the run's loss: the table's name, else the loss function's own docstring line."""
+    key = loss_key(config)
+    return LOSSES[key][1] if key in LOSSES else facts.get("loss_description") or f"the loss `{key}`"
 
 
 def train_datasets(config):
     """Hub datasets the run trained on; local files are no hub dataset, so they are named in the text only."""
     if config.get("TRAIN_DATA"):
-        return [config["TRAIN_DATA"]] if is_hub_id(config["TRAIN_DATA"]) else []
+        return [config["TRAIN_DATA"]] if hub_id(config["TRAIN_DATA"]) else []
     return NLI_HUB_DATASETS if config.get("NLI_DATA") == "hub" else []
 
 
@@ -102,7 +98,6 @@ def sts_result(config, scores, name):
         return None
     dataset = {"name": "STSb dev", "type": "sts-dev"}  # a local STSb copy: no hub id to point at
     if config.get("STS_DATA") == "hub":
-        from evaluate_sts import STS_HUB
         hub_name, hub_config, split = STS_HUB["dev"][:3]
         dataset = {"name": "STSb dev", "type": hub_name, "config": hub_config, "split": split}
     return [{"name": name, "results": [{
@@ -113,13 +108,14 @@ def sts_result(config, scores, name):
 
 def front_matter(config, facts, name):
     meta = {}
-    if is_hub_id(config.get("MODEL_NAME")):  # the hub refuses a base_model that is no hub model id (a local path)
+    if hub_id(config.get("MODEL_NAME"), bare=True):  # the hub refuses a base_model that is no hub model id (a local path)
         meta["base_model"] = config["MODEL_NAME"]
     meta["library_name"] = "sentence-transformers"
     meta["pipeline_tag"] = "sentence-similarity"
     if not config.get("TRAIN_DATA"):
         meta["language"] = ["en"]  # SNLI and MultiNLI are English
-    tags = ["sentence-transformers", "sentence-similarity", "feature-extraction", f"loss:{LOSSES[loss_key(config)][0]}"]
+    tags = ["sentence-transformers", "sentence-similarity", "feature-extraction"]
+    tags += [f"loss:{LOSSES[loss_key(config)][0]}"] if loss_key(config) in LOSSES else []
     meta["tags"] = tags + (["loss:MatryoshkaLoss"] if matryoshka_dims(config) else [])
     datasets, result = train_datasets(config), sts_result(config, facts.get("sts_dev"), name)
     if datasets:
@@ -224,17 +220,20 @@ def usage_section(path, pooling, normalize, max_length, dense, dims):
 def intro(config, facts, kinds, size, max_length):
     start, data = config.get("MODEL_NAME", "?"), data_name(config, facts)
     vector = f"a {size}-dimensional vector" if size else "one vector"
-    return (f"A sentence embedding model: `{start}` fine-tuned with {LOSSES[loss_key(config)][1]}"
+    return (f"A sentence embedding model: `{start}` fine-tuned with {loss_description(config, facts)}"
             f"{f' on {data}' if data else ''}. It maps a sentence to {vector}"
             f"{' of unit length' if 'Normalize' in kinds else ''}; sentences that mean the same get vectors with a "
             f"high cosine similarity. Inputs are cut at {max_length} tokens.")
 
 
-def run_facts(config, defaults, command, device, rows, total_steps):
+def run_facts(config, defaults, command, device, rows, total_steps, loss_fn=None):
     """What the training loop hands the card at start-up (steps, time and STSb dev scores are added as it goes):
-    `config`/`defaults` the UPPERCASE hyperparameters and their defaults, `rows` the training tuples."""
+    `config`/`defaults` the UPPERCASE hyperparameters and their defaults, `rows` the training tuples, `loss_fn`
+    the loss (its docstring's first line names a loss the card's table does not know)."""
     width = len(rows[0])
+    doc = (getattr(loss_fn, "__doc__", None) or "").strip()
     return {"command": command, "defaults": defaults, "device": str(device), "total_steps": total_steps,
+            "loss_description": doc.splitlines()[0].rstrip(".") if doc else None,
             "sts_dev": [], "data": {"source": config["TRAIN_DATA"] or config["NLI_DATA"],
                                     "pairs" if width == 2 else "rows": len(rows), "negatives_per_row": width - 2}}
 

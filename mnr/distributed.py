@@ -10,7 +10,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from errors import ConfigError
+from mnr.errors import ConfigError
 
 
 def setup(device_flag="auto"):

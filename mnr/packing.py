@@ -8,15 +8,13 @@ sentences end to end in a few rows of WIDTH tokens and gives the model
   - position ids that restart at 0 for every sentence, so each one is positioned as if it were alone.
 
 Each sentence then sees exactly the inputs it would see in its own padded row, so its token embeddings are the
-same up to float rounding (tests/test_packing.py checks 1e-5). The pooled sentence embeddings come from the
-same `pooling.pool`. This is the idea behind unpadded ("varlen") attention kernels on GPUs, done here with a
+same up to float rounding (tests/test_packing.py checks 1e-5). `token_embeddings` cuts every sentence back out
+into its own padded row with its attention mask, so pooling (pooling.py) reads them exactly as a padded batch. This is the idea behind unpadded ("varlen") attention kernels on GPUs, done here with a
 plain boolean mask that any attention implementation accepting 4-D masks (eager, sdpa) understands.
 
 Only BERT-style models whose position ids start at 0 are packed (`can_pack`); others take the padded path.
 """
 import torch
-
-from pooling import pool
 
 WIDTH = 64  # tokens per packed row (or the longest sentence, if longer). Not wider: attention scores every pair
 # of slots in a row, and those between tokens of different sentences are computed only to be masked away.
@@ -65,8 +63,9 @@ def pack(columns, width=WIDTH):
     return input_ids, position_ids, same_sentence[:, None], list(placements)
 
 
-def embed_packed(model, columns, pooling="mean", width=WIDTH):
-    """Per-column tokenizer dicts -> list of (n, D) sentence embeddings, one packed forward for all columns."""
+def token_embeddings(model, columns, width=WIDTH):
+    """Per-column tokenizer dicts -> per column (token vectors (n, T, D), attention mask (n, T)), as a padded
+    forward of that column would give them, from one packed forward for all columns."""
     device = next(model.parameters()).device
     input_ids, position_ids, mask, placements = pack(columns, width)
     hidden = model(input_ids=input_ids.to(device), position_ids=position_ids.to(device),
@@ -74,11 +73,11 @@ def embed_packed(model, columns, pooling="mean", width=WIDTH):
                    ).last_hidden_state  # (R, W, D)
     out = []
     for placement in placements:
-        # Cut each sentence back out into its own padded row, then pool exactly as the padded path does.
+        # Cut each sentence back out into its own padded row: slots past its end read as padding (mask 0).
         n, longest = len(placement), int(placement[:, 2].max())
         offsets = torch.arange(longest)  # (T,)
         valid = offsets[None, :] < placement[:, 2:3]  # (n, T): the attention mask of the unpacked batch
         cols = (placement[:, 1:2] + offsets[None, :]).clamp(max=hidden.shape[1] - 1)  # (n, T)
         tokens = hidden[placement[:, 0:1].expand(n, longest).to(device), cols.to(device)]  # (n, T, D)
-        out.append(pool(pooling, tokens, valid.to(device=device, dtype=torch.long)))
+        out.append((tokens, valid.to(device=device, dtype=torch.long)))
     return out

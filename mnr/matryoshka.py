@@ -4,12 +4,12 @@ still works when cut to its first d dimensions, for several d at once.
 The training signal is the ordinary loss applied to each cut and summed: the first 64 dimensions must rank the
 batch on their own, and so must the first 128, and the whole vector. The encoder, the batch and the single
 backward pass stay as they are; only the loss changes. A user of the trained model keeps the first d dimensions
-and renormalises (`evaluate_sts.py --truncate-dim d` scores exactly that).
+and renormalises (evaluate_sts.py's --truncate-dim d scores exactly that).
 
     loss_fn = matryoshka_loss(mnr_loss, dims=[384, 256, 128, 64])
     loss = loss_fn(anchor, positive, negatives, scale)  # same call as mnr_loss itself
 """
-from errors import ConfigError
+from mnr.errors import ConfigError
 
 
 def matryoshka_loss(loss_fn, dims, weights=None):
@@ -40,7 +40,9 @@ def matryoshka_loss(loss_fn, dims, weights=None):
 
 def parse_dims(dims, weights=None):
     """--matryoshka-dims "384,256,..." and --matryoshka-weights "1,0.5,..." -> (dims, weights) as lists, or
-    (None, None) when no dims are given."""
+    (None, None) when no dims are given. Lists (as a JSON config holds them) are taken as they are."""
+    if isinstance(dims, (list, tuple)):
+        return [int(d) for d in dims], weights
     if not dims:
         if weights:
             raise ConfigError("--matryoshka-weights needs --matryoshka-dims")

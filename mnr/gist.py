@@ -9,8 +9,7 @@ of that query's softmax. The model's loss is otherwise unchanged.
 import torch
 import torch.nn.functional as F
 
-import distributed
-import evaluate_sts
+from mnr import distributed
 
 
 def false_negatives(guide_anchor, guide_candidates, margin, label_offset=0):
@@ -27,11 +26,11 @@ def false_negatives(guide_anchor, guide_candidates, margin, label_offset=0):
     return exclude
 
 
-def guided_exclusions(guide, batch_rows, margin, share, device):
-    """The guide's embeddings of this process's rows (no gradient) -> `false_negatives` against the global batch."""
-    with torch.no_grad():
-        anchor, positive, *negatives = [evaluate_sts.encode(guide, list(texts), len(texts)) for texts in zip(*batch_rows)]
-        if distributed.world_size() > 1:  # the guide's candidates are gathered like the model's
-            positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
+def guided_exclusions(guide_columns, margin, share, device):
+    """The guide's embeddings of this process's rows, one (b, D) per column (anchor, positive, negatives...), made
+    without a gradient -> `false_negatives` against the global batch, (b, B*(1+k)) on `device`."""
+    anchor, positive, *negatives = guide_columns
+    if distributed.world_size() > 1:  # the guide's candidates are gathered like the model's
+        positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
     # candidates in the loss's order: every positive, then each negative column
     return false_negatives(anchor, torch.cat([positive, *negatives]), margin, share.start).to(device)

@@ -1,0 +1,19 @@
+"""The machinery behind the scripts at the repository's root; the scripts use it, it never imports a script.
+
+  flags.py        command lines built from a script's hyperparameter block (help = the why-comments)
+  errors.py       the errors a user can fix, each reported as one `error:` line
+  hub.py          the Hugging Face hub: hub ids, whether it answers, what to give instead
+  models.py       load a start model to train, or a saved one to score (its pooling and input limit)
+  tables.py       tables of texts (--train-data, --corpus, NLI and STS files); beir.py: BEIR folders
+  precision.py    bf16 autocast where the hardware computes it natively, fp32 elsewhere
+  packing.py      all sentences of a batch in one forward without padding, the same embeddings
+  gradcache.py    a batch of any size in the memory of a mini-batch (GradCache); rng.py: the RNG states it replays
+  distributed.py  torchrun: N processes, each query ranked against the global batch
+  matryoshka.py   the loss on the embeddings cut to fewer dimensions too
+  gist.py         a guide model leaves likely false negatives out of the softmax (GIST)
+  search.py       exact top-k search, for retrieval scores and negative mining
+  save.py         the saved model folder (transformers + sentence-transformers), written atomically
+  checkpoint.py   checkpoints and a bit-identical resume; train_log.py: the JSONL training log
+  model_card.py   the README.md of every saved model
+  files.py        JSON and atomic writes, repository-relative paths
+"""

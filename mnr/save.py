@@ -1,0 +1,183 @@
+"""Step 9 of the tutorial, save: a folder that transformers and sentence-transformers both load.
+
+The weights are written first, then what sentence-transformers reads to rebuild the same pooling, then the model
+card. The folder is written under a temporary name beside OUTPUT_DIR (mnr/files.py) and swapped in whole:
+  - the weights cannot be written (disk full, no permission, a file-size limit): one `error:` line with the path
+    and the system's reason; the model already in OUTPUT_DIR is untouched;
+  - the weights are written but a later file fails (the card, a sentence-transformers file): the folder is
+    swapped in all the same, weights and tokenizer complete, and one `error:` line names what is missing.
+"""
+import os
+import shutil
+import tempfile
+
+import torch
+
+from mnr.errors import SaveError, first_line
+from mnr.files import follow_umask, read_json, temporary_folder, write_json
+from mnr.model_card import module_kind, write_model_card
+from mnr.models import MAX_LENGTH, ST_POOLING_KEYS
+
+KEEP_PREFIXES = ("train_log", "checkpoint-")  # what a run keeps in OUTPUT_DIR besides the model itself
+
+
+def start_model_folder(name):
+    """The start model (--model-name) on disk: the folder itself, or its snapshot in the local Hugging Face cache;
+    None when it is in neither (the saved folder then holds only what training knows)."""
+    if os.path.isdir(name):
+        return name
+    from huggingface_hub import try_to_load_from_cache
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid hub name either
+        return None
+    return os.path.dirname(found) if isinstance(found, str) else None
+
+
+def modules_after_pooling(start):
+    """The start model's sentence-transformers modules after Pooling (Normalize, Dense, ...) as listed in its
+    modules.json, in order; [] when it has none."""
+    modules = read_json(os.path.join(start, "modules.json"), [])
+    kinds = [module_kind(m) for m in modules]
+    return modules[kinds.index("Pooling") + 1:] if "Pooling" in kinds else []
+
+
+def start_pooler(start, prefix):
+    """The start model's pooler.* weights, unchanged. load_model drops BERT's pooler (no pooling here uses it), but
+    `AutoModel.from_pretrained` of the saved folder builds one: without these it would be random, and reported
+    missing. Keys saved from a task model (`bert.pooler...`) lose the base model's prefix."""
+    files = [os.path.join(start, "model.safetensors")]
+    index = read_json(os.path.join(start, "model.safetensors.index.json"), None)
+    if index:
+        files = sorted({os.path.join(start, shard) for shard in index["weight_map"].values()})
+    pooler = {}
+    if all(os.path.isfile(f) for f in files):
+        from safetensors import safe_open
+        for path in files:
+            with safe_open(path, "pt") as f:
+                pooler.update({k.removeprefix(prefix + "."): f.get_tensor(k) for k in f.keys()
+                               if k.removeprefix(prefix + ".").startswith("pooler.")})
+    elif os.path.isfile(os.path.join(start, "pytorch_model.bin")):
+        state = torch.load(os.path.join(start, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+        pooler = {k.removeprefix(prefix + "."): v for k, v in state.items()
+                  if k.removeprefix(prefix + ".").startswith("pooler.")}
+    return pooler
+
+
+def sentence_bert_config(start, config, facts):
+    """sentence_bert_config.json: the start model's, max_seq_length included, unless the run set MAX_LENGTH away
+    from its default; then the run's. MAX_LENGTH is how much of each training sentence the model saw, not a limit
+    on what it can encode: a default left alone says nothing, and the start model's limit (256 for MiniLM)
+    keeps the saved model encoding long inputs as the start model did. A MAX_LENGTH the user chose is kept."""
+    default = (facts or {}).get("defaults", {}).get("MAX_LENGTH", MAX_LENGTH)
+    st_config = {"max_seq_length": config["MAX_LENGTH"], "do_lower_case": False}
+    st_config.update(read_json(os.path.join(start, "sentence_bert_config.json"), {}) if start else {})
+    if config["MAX_LENGTH"] != default:
+        st_config["max_seq_length"] = config["MAX_LENGTH"]
+    return st_config
+
+
+def write_weights(model, tokenizer, folder, config):
+    """The transformers part, which alone makes a usable model: weights (safetensors, fp32 whatever autocast
+    computed in), config and tokenizer, plus the start model's pooler weights so AutoModel finds them."""
+    model = getattr(model, "module", model)  # unwrap DDP
+    start = start_model_folder(config["MODEL_NAME"])
+    state = model.state_dict()
+    pooler = {k: v for k, v in start_pooler(start, model.base_model_prefix).items() if k not in state} if start else {}
+    model.save_pretrained(folder, state_dict={**state, **pooler} if pooler else None, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def write_sentence_transformers_files(model, folder, config, facts=None):
+    """What sentence-transformers reads to rebuild the same pooling, so all three loaders give the same
+    embeddings; the start model's modules after pooling (Normalize, Dense) are kept. Then training_config.json."""
+    model = getattr(model, "module", model)
+    start = start_model_folder(config["MODEL_NAME"])
+    later = modules_after_pooling(start) if start else []
+    for module in later:  # Normalize has no files; Dense has its weights and config
+        if module.get("path") and os.path.isdir(os.path.join(start, module["path"])):
+            shutil.copytree(os.path.join(start, module["path"]), os.path.join(folder, module["path"]))
+    write_json(os.path.join(folder, "modules.json"), [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        *[dict(module, idx=i, name=str(i)) for i, module in enumerate(later, start=2)]])
+    write_json(os.path.join(folder, "sentence_bert_config.json"), sentence_bert_config(start, config, facts))
+    os.makedirs(os.path.join(folder, "1_Pooling"), exist_ok=True)
+    write_json(os.path.join(folder, "1_Pooling", "config.json"),
+               {"word_embedding_dimension": model.config.hidden_size, "pooling_mode_mean_sqrt_len_tokens": False,
+                **{key: name == config["POOLING"] for name, key in ST_POOLING_KEYS.items()}})
+    write_json(os.path.join(folder, "config_sentence_transformers.json"),
+               {"similarity_fn_name": "cosine", "prompts": {}, "default_prompt_name": None})
+    write_json(os.path.join(folder, "training_config.json"), config)
+
+
+def write_model_files(model, tokenizer, folder, config, facts=None, shown_as=None):
+    """Every file of a saved model into `folder`: the weights first; then the rest, whose failure -> the error
+    text (the weights stay), else None. A failure to write the weights raises SaveError naming `shown_as`."""
+    shown_as = shown_as or folder
+    try:
+        write_weights(model, tokenizer, folder, config)
+    except Exception as e:  # noqa: BLE001 - safetensors reports a full disk as its own error type, not OSError
+        raise SaveError(f"{shown_as}: could not write the model's weights ({first_line(e, type(e).__name__)}); "
+                        "the model that was there before is untouched") from None
+    try:
+        write_sentence_transformers_files(model, folder, config, facts)
+        write_model_card(folder, config, facts)  # last: it describes the files above
+    except Exception as e:  # noqa: BLE001 - a card that cannot be written must not cost the trained weights
+        return f"{type(e).__name__}: {first_line(e)}"
+    return None
+
+
+def save_model(model, tokenizer, output_dir, config, facts=None):
+    """The final model, swapped in whole: written to a temporary sibling folder, then renamed over
+    `output_dir`. A crash mid-save leaves the previous model as it was. The run's log and checkpoints in
+    `output_dir` are carried over as hard links (no copy, and never absent from `output_dir` before the swap).
+    `facts`: what the training loop measured, for the model card (model_card.write_model_card)."""
+    facts = dict(facts or {}, path=output_dir)  # the card names the folder as the user typed it
+    shown_as, output_dir = output_dir, os.path.abspath(output_dir)
+    parent = os.path.dirname(output_dir)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = temporary_folder(parent, os.path.basename(output_dir))
+    except OSError as e:
+        raise SaveError(f"{shown_as}: cannot write there ({e.strerror})") from None
+    try:
+        incomplete = write_model_files(model, tokenizer, tmp, config, facts, shown_as)
+        follow_umask(tmp)  # before the links below: they share their files' modes with the originals
+        swap_in(tmp, output_dir)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SaveError(f"{shown_as}: could not save the model ({e.strerror or e}); "
+                        "the model that was there before is untouched") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if incomplete:
+        raise SaveError(f"{shown_as}: the weights and tokenizer are saved, but the model card or the "
+                        f"sentence-transformers files could not be written ({incomplete})")
+
+
+def swap_in(tmp, output_dir):
+    """Rename the complete folder `tmp` to `output_dir`, keeping the run's log and checkpoints already there."""
+    if not os.path.isdir(output_dir):
+        os.rename(tmp, output_dir)
+        return
+    for entry in os.listdir(output_dir):
+        src, dst = os.path.join(output_dir, entry), os.path.join(tmp, entry)
+        if entry.startswith(KEEP_PREFIXES) and not os.path.exists(dst):
+            if os.path.isdir(src):
+                shutil.copytree(src, dst, copy_function=os.link)
+            else:
+                os.link(src, dst)
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.old-", dir=os.path.dirname(output_dir))
+    os.rename(output_dir, os.path.join(old, "model"))
+    os.rename(tmp, output_dir)  # between these two renames (microseconds) output_dir does not exist
+    shutil.rmtree(old)
+
+
+def report_saved(output_dir, seconds, checkpoints):
+    """Where the model is, and what checkpoints remain beside it (they are not needed to use the model)."""
+    print(f"saved to {output_dir} (training took {seconds / 60:.1f} min)")
+    for path in checkpoints:
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+        print(f"  checkpoint kept: {path} ({size / 2 ** 20:.0f} MB): delete it if you will not resume or inspect it")
