@@ -148,8 +148,8 @@ def main(argv=None):
             results.append({"model": m, "split": args.split, **truncated(args.truncate_dim), **scores})
     if not args.json:
         print(f"STS benchmark {args.split} ({len(pairs)} pairs, {args.sts_data}){cut_note(args.truncate_dim)}")
-        if note := sample_note(len(pairs), args.split):
-            print(note)
+    if note := sample_note(len(pairs), args.split):
+        print(note, file=sys.stderr)
     print_results(results, ("spearman", "pearson"), args.json)
 
 

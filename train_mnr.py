@@ -178,6 +178,13 @@ def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0, exclu
     return F.cross_entropy(scores, labels)
 
 
+def guided_exclusions(guide, batch_rows, margin, share, device):
+    """GIST: the frozen guide embeds this process's rows -> (b, B*(1+k)) True for the candidates it scores above
+    each query's own positive minus `margin`, to be left out of that query's softmax (mnr/gist.py)."""
+    guide_columns = [encode(guide, list(texts), len(texts)) for texts in zip(*batch_rows)]  # no gradient
+    return gist.guided_exclusions(guide_columns, margin, share, device)
+
+
 def batch_loss(embeddings, loss_fn, scale, share, exclude=None):
     """Per-column embeddings of this process's rows -> `loss_fn` (mnr_loss) of its queries against the whole
     batch, in fp32. In one process this is loss_fn(anchor, positive, negatives, scale)."""
@@ -269,8 +276,7 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
             columns = data_prep.collate(batch_rows, run.tokenizer, args.max_length, args.pad_to_max_length)
             exclude = None
             if run.guide:  # GIST (mnr/gist.py): the guide marks likely false negatives, left out of every softmax
-                guide_columns = [encode(run.guide, list(texts), len(texts)) for texts in zip(*batch_rows)]
-                exclude = gist.guided_exclusions(guide_columns, args.false_negative_margin, run.share, device)
+                exclude = guided_exclusions(run.guide, batch_rows, args.false_negative_margin, run.share, device)
             if args.mini_batch_size:  # GradCache (mnr/gradcache.py): the same gradient, in one mini-batch's memory
                 loss = gradcache.cached_backward(
                     model, columns, lambda m, cols: embed_columns(m, cols, args.pooling, run.pack),

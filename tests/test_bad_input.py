@@ -10,6 +10,7 @@ import pytest
 import evaluate_sts
 import train_mnr
 from conftest import write_tsv
+from mnr import hub
 
 NLI_HEADER = ("premise", "hypothesis", "label")
 
@@ -120,7 +121,7 @@ def test_sts_score_not_numeric(base, good, tmp_path):
 
 def test_hub_unreachable(base, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("hub.reachable", lambda *a, **k: False)
+    monkeypatch.setattr("mnr.hub.may_load", lambda *a, **k: False)
     fails(base("hub"), "hub is unreachable", "--nli-data PATH")
 
 
@@ -137,11 +138,11 @@ def test_unknown_flag_is_rejected_with_the_closest_known_one(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train_mnr.parse_args(["--batchsize", "64"])
     assert exit_info.value.code == 2
-    assert "unrecognized arguments: --batchsize (did you mean --batch-size?)" in capsys.readouterr().err
+    assert "unrecognized arguments: --batchsize 64; did you mean --batch-size?" in capsys.readouterr().err
 
 
 def test_hub_model_name_without_network(good, monkeypatch):
-    monkeypatch.setattr("hub.reachable", lambda *a, **k: False)
+    monkeypatch.setattr("mnr.hub.may_load", lambda *a, **k: False)
     fails(["--model-name", "no-such-org-model-xyz", "--nli-data", good, "--batch-size", "2"],
           "no-such-org-model-xyz", "hub is unreachable", "--model-name")
 
@@ -149,7 +150,7 @@ def test_hub_model_name_without_network(good, monkeypatch):
 def test_every_offline_input_is_named_in_one_line(tmp_path, monkeypatch):
     """Without network, the model, the NLI data and the STS data that need the hub come in one message, each with
     its local alternative, before any work (nothing is written)."""
-    monkeypatch.setattr("hub.reachable", lambda *a, **k: False)
+    monkeypatch.setattr("mnr.hub.may_load", lambda *a, **k: False)
     message = fails(["--model-name", "no-such-org-model-xyz", "--nli-data", "hub", "--sts-data", "hub",
                      "--output-dir", str(tmp_path / "out")],
                     "hub is unreachable", "--model-name FOLDER", "no-such-org-model-xyz", "--nli-data PATH",
@@ -164,7 +165,7 @@ def test_train_data_replaces_the_nli_flags(good, tmp_path, tiny_model_dir):
 
 
 def test_hub_train_data_without_network(good, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr("hub.reachable", lambda *a, **k: False)
+    monkeypatch.setattr("mnr.hub.may_load", lambda *a, **k: False)
     fails(["--model-name", tiny_model_dir, "--train-data", "sentence-transformers/all-nli:triplet"],
           "hub is unreachable", "--train-data PATH")
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import checkpoint
+from mnr import checkpoint
 import train_mnr
 from conftest import finish, start_script
 

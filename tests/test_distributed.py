@@ -1,6 +1,7 @@
 """Data parallel: 2 CPU processes (gloo, started by torchrun) train exactly like 1 process on the same global batch.
 
-Dropout is off so the two runs are comparable; the learning rate is large so one step moves the weights well
+Dropout is off and the forward in fp32 (bf16 would round the two runs' differently shaped batches differently)
+so the two runs are comparable; the learning rate is large so one step moves the weights well
 beyond float noise. Hard negatives are on: once a negative column is gathered, wrong labels would pair
 anchors with their own negatives (a bug the peer library shipped), and a gradient scaled by the world size
 (another) would show up as a different update."""
@@ -15,7 +16,7 @@ import data_prep
 from conftest import run_script, write_tsv
 
 COMMON = ["--max-steps", "2", "--batch-size", "16", "--lr", "1e-3", "--dropout", "0", "--hard-negatives",
-          "--warmup-ratio", "0"]
+          "--warmup-ratio", "0", "--precision", "fp32"]
 
 
 def run(tmp_path, name, script, *extra, processes=1):

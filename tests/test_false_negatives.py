@@ -9,8 +9,9 @@ import torch.nn.functional as F
 
 import data_prep
 import evaluate_sts
-import gradcache
+from mnr import gradcache
 import train_mnr
+from mnr import gist
 
 torch.manual_seed(0)
 
@@ -29,7 +30,7 @@ def naive_mask(guide_anchor, guide_candidates, margin, offset=0):
 def test_mask_equals_naive_loop(margin, offset):
     anchor, candidates = torch.randn(4, 8, dtype=torch.float64), torch.randn(24, 8, dtype=torch.float64)
     candidates[1] = anchor[0] * 3  # a near-copy of a query: must be masked for every margin > -1
-    got = train_mnr.false_negatives(anchor, candidates, margin, label_offset=offset)
+    got = gist.false_negatives(anchor, candidates, margin, label_offset=offset)
     assert torch.equal(got, naive_mask(anchor, candidates, margin, offset))
     assert not got[torch.arange(4), torch.arange(4) + offset].any()  # a query's own positive is never left out
 
@@ -99,7 +100,7 @@ def test_cached_step_with_exclusions_equals_plain_step(batch, tiny_model_dir, mi
     assert exclude.any()
     columns = data_prep.collate(batch, tokenizer)
     embed_fn = functools.partial(train_mnr.embed_columns, pooling="mean", pack=True)
-    loss_of = functools.partial(train_mnr.global_batch_loss, loss_fn=train_mnr.mnr_loss, scale=20.0, share=share,
+    loss_of = functools.partial(train_mnr.batch_loss, loss_fn=train_mnr.mnr_loss, scale=20.0, share=share,
                                 exclude=exclude)
     plain, cached = copy.deepcopy(model), copy.deepcopy(model)
     plain_loss = loss_of(embed_fn(plain, columns))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import data_prep
-import gradcache
+from mnr import gradcache
+from mnr.matryoshka import matryoshka_loss
 import train_bidirectional
 import train_mnr
 
@@ -17,7 +18,7 @@ def backward(model, columns, loss_fn, mini_batch_size=None, pack=True):
     """One step's forward and backward as train_mnr.train runs it -> (loss, {parameter: gradient})."""
     model.zero_grad(set_to_none=True)
     embed_fn = functools.partial(train_mnr.embed_columns, pooling="mean", pack=pack)
-    loss_of = functools.partial(train_mnr.global_batch_loss, loss_fn=loss_fn, scale=20.0,
+    loss_of = functools.partial(train_mnr.batch_loss, loss_fn=loss_fn, scale=20.0,
                                 share=slice(0, len(columns[0]["input_ids"])))
     if mini_batch_size:
         loss = gradcache.cached_backward(model, columns, embed_fn, loss_of, mini_batch_size, CPU)
@@ -41,7 +42,7 @@ def setup(tiny_model_dir, nli_dir):
 @pytest.mark.parametrize("kind", ["pairs", "triplets", "quadruples"])
 @pytest.mark.parametrize("loss_fn", [train_mnr.mnr_loss, train_bidirectional.bidirectional_loss,
                                      train_bidirectional.symmetric_loss,
-                                     train_mnr.matryoshka_loss(train_mnr.mnr_loss, [32, 16, 8], [1.0, 0.5, 0.25])])
+                                     matryoshka_loss(train_mnr.mnr_loss, [32, 16, 8], [1.0, 0.5, 0.25])])
 def test_cached_step_equals_plain_step(setup, kind, loss_fn):
     model, tokenizer, rows = setup
     columns = data_prep.collate(rows[kind], tokenizer)
@@ -70,7 +71,7 @@ def test_replay_sees_the_same_dropout_masks_as_the_first_pass(setup):
         calls.append(out[0].detach().clone())
         return out
 
-    loss_of = functools.partial(train_mnr.global_batch_loss, loss_fn=train_mnr.mnr_loss, scale=20.0, share=slice(0, 20))
+    loss_of = functools.partial(train_mnr.batch_loss, loss_fn=train_mnr.mnr_loss, scale=20.0, share=slice(0, 20))
     gradcache.cached_backward(model, columns, recording, loss_of, 6, CPU)
     n = len(calls) // 2
     assert n == 3 * 4  # three columns, four mini-batches each: one no-graph pass, one replay

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import evaluate_retrieval
 import evaluate_sts
 from conftest import run_script, write_tsv
-from matryoshka import matryoshka_loss
+from mnr.matryoshka import matryoshka_loss
 
 B, D = 8, 16
 DIMS = [16, 8, 4, 2]

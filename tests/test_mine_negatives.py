@@ -1,4 +1,4 @@
-"""mine_negatives.py: the search, the filters and the selection on hand-made scores, the memory bound, the
+"""mine_negatives.py: the search (mnr/search.py), the filters and the selection on hand-made scores, the memory bound, the
 command line (bad settings, atomic output, NLI label shares), and the same negatives as sentence-transformers'
 mine_hard_negatives on real pairs and MiniLM."""
 import os
@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 import data_prep
 import evaluate_sts
-import hub
+from mnr import hub, tables
+from mnr.search import top_k
 import mine_negatives as mine
 from conftest import ROOT, write_tsv
 
@@ -97,7 +98,7 @@ def test_range_min_skips_the_highest_survivors_and_short_rows_are_left_out():
 def test_range_max_bounds_the_candidates(monkeypatch):
     torch.manual_seed(1)
     queries, corpus = F.normalize(torch.randn(5, 8), dim=1), F.normalize(torch.randn(40, 8), dim=1)
-    scores, indices = mine.search(queries, corpus, [[] for _ in range(5)], range_max=4)
+    scores, indices = top_k(queries, corpus, 4, [[] for _ in range(5)])
     full = (queries @ corpus.T).sort(dim=1, descending=True)
     assert scores.shape == (5, 4) and torch.equal(indices, full.indices[:, :4])
     # Everything above all 4 is filtered: nothing beyond rank 4 is looked at, so no negatives.
@@ -131,7 +132,7 @@ def test_chunked_search_equals_a_full_sort(chunk_rows):
     q, n, k = 53, 300, 25
     queries, corpus = F.normalize(torch.randn(q, 16), dim=1), F.normalize(torch.randn(n, 16), dim=1)
     exclude = [sorted({i % n, (7 * i) % n}) for i in range(q)]
-    scores, indices = mine.search(queries, corpus, exclude, k, chunk_elements=chunk_rows * n)
+    scores, indices = top_k(queries, corpus, k, exclude, chunk_elements=chunk_rows * n)
     full = queries @ corpus.T
     for i, e in enumerate(exclude):
         full[i, e] = INF
@@ -142,19 +143,20 @@ def test_chunked_search_equals_a_full_sort(chunk_rows):
 
 def test_a_tiny_corpus_pads_and_never_returns_an_excluded_text():
     corpus = F.normalize(torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), dim=1)
-    scores, indices = mine.search(corpus[:1], corpus, [[0, 1]], range_max=4)
+    scores, indices = top_k(corpus[:1], corpus, 4, [[0, 1]])
     assert indices.tolist() == [[2, -1, -1, -1]] and scores[0, 1:].eq(INF).all()
 
 
 MEMORY_PROBE = """
-import resource, time, torch, torch.nn.functional as F, mine_negatives as mine
+import resource, time, torch, torch.nn.functional as F
+from mnr.search import top_k
 torch.manual_seed(0)
 queries = F.normalize(torch.randn(20_000, 16), dim=1)
 corpus = F.normalize(torch.randn(200_000, 16), dim=1)
 exclude = [[i] for i in range(20_000)]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.time()
-scores, indices = mine.search(queries, corpus, exclude, 30)
+scores, indices = top_k(queries, corpus, 30, exclude)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 assert scores.shape == (20_000, 30) and not (indices == torch.arange(20_000)[:, None]).any()
 print((after - before) * 1024, time.time() - start)
@@ -185,7 +187,7 @@ def test_several_positives_one_query_lowest_positive_and_no_positive_as_negative
     lowest = mine.lowest_positive_scores(emb(queries), emb(corpus), positives)
     assert lowest.tolist() == pytest.approx([F.normalize(torch.tensor([0.5, 0.5]), dim=0)[0].item(),
                                              F.normalize(torch.tensor([0.1, 0.9]), dim=0)[1].item()])
-    scores, indices = mine.search(emb(queries), emb(corpus), exclude, range_max=6)
+    scores, indices = top_k(emb(queries), emb(corpus), 6, exclude)
     assert not any(c in exclude[i] for i, row in enumerate(indices.tolist()) for c in row)
     # q: p1 (0.99) and itself (1.0) would rank first; n1 (0.92) is above p2 (0.71) and goes with any margin.
     scores, _ = mine.apply_filters(scores, lowest, relative_margin=0.05)
@@ -244,7 +246,7 @@ def test_bad_settings_fail_with_one_line_before_any_embedding(argv, tmp_path, mo
 
 
 def test_mining_from_a_hub_id_offline_fails_before_loading_anything(monkeypatch, tmp_path, tiny_model_dir):
-    monkeypatch.setattr(hub, "reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hub, "may_load", lambda *a, **k: False)
     with pytest.raises(SystemExit) as exit_info:
         mine.main(["--model-name", tiny_model_dir, "--train-data", "owner/pairs:config",
                    "--output", str(tmp_path / "m.tsv")])
@@ -255,7 +257,7 @@ def test_mining_from_a_hub_id_offline_fails_before_loading_anything(monkeypatch,
 def test_output_is_written_atomically_and_reads_back_as_training_data(argv, tmp_path, capsys):
     mine.main(argv("--num-negatives", "2", "--relative-margin", "0"))
     out = capsys.readouterr().out
-    rows = data_prep.load_train_data(str(tmp_path / "out" / "mined.tsv.gz"))
+    rows = tables.load_train_data(str(tmp_path / "out" / "mined.tsv.gz"))
     assert [r[:2] for r in rows] == PAIRS and {len(r) for r in rows} == {4}
     for anchor, positive, *negatives in rows:
         assert len(set(negatives)) == 2 and positive not in negatives and anchor not in negatives
@@ -349,7 +351,7 @@ def ours(real_pairs, minilm_path, tmp_path_factory):
         output = str(folder / "mined.tsv")
         mine.main(["--model-name", str(minilm_path), "--train-data", data, "--output", output, "--num-negatives", "3",
                    "--batch-size", "64", *flags])
-        return {(r[0], r[1]): tuple(r[2:]) for r in data_prep.load_train_data(output)}
+        return {(r[0], r[1]): tuple(r[2:]) for r in tables.load_train_data(output)}
     return run
 
 

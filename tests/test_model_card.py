@@ -8,9 +8,10 @@ import pytest
 import torch
 import yaml
 
-import checkpoint
-import model_card
+from mnr import checkpoint, save
+from mnr import model_card
 import pooling
+from mnr import models
 
 DEFAULTS = {"NLI_DATA": "hub", "HARD_NEGATIVES": False, "MAX_LENGTH": 128, "MODEL_NAME": "bert-base-uncased",
             "POOLING": "mean", "DROPOUT": None, "BATCH_SIZE": 32, "LR": 2e-5, "STS_DATA": None, "EVAL_EVERY": 0,
@@ -95,7 +96,7 @@ SENTENCES = ["A man is playing a guitar.", "Someone plays an instrument."]  # th
 
 def card_example_embeddings(model, tokenizer, out, config):
     """Save the model to `out`, then run the transformers example of its card -> (card text, the embeddings)."""
-    checkpoint.save_model(model, tokenizer, out, config)
+    save.save_model(model, tokenizer, out, config)
     with open(os.path.join(out, "README.md")) as f:
         body = f.read()
     code = body.split("With transformers alone", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
@@ -106,7 +107,7 @@ def card_example_embeddings(model, tokenizer, out, config):
 
 @pytest.mark.parametrize("pooling_name", ["mean", "cls", "max"])
 def test_transformers_code_in_the_card_gives_the_models_embeddings(tmp_path, tiny_model_dir, pooling_name):
-    model, tokenizer = pooling.load_model(tiny_model_dir)
+    model, tokenizer = models.load_model(tiny_model_dir)
     config = {"MODEL_NAME": tiny_model_dir, "MAX_LENGTH": 128, "POOLING": pooling_name}
     _, embeddings = card_example_embeddings(model, tokenizer, str(tmp_path / "model"), config)
     model.eval()
@@ -117,7 +118,7 @@ def test_transformers_code_in_the_card_gives_the_models_embeddings(tmp_path, tin
 
 def test_the_card_normalises_when_the_folder_has_normalize(tmp_path, minilm_path):
     st = pytest.importorskip("sentence_transformers")
-    model, tokenizer = pooling.load_model(str(minilm_path))
+    model, tokenizer = models.load_model(str(minilm_path))
     out = str(tmp_path / "model")
     config = {"MODEL_NAME": str(minilm_path), "MAX_LENGTH": 128, "POOLING": "mean"}
     body, embeddings = card_example_embeddings(model, tokenizer, out, config)
@@ -127,9 +128,9 @@ def test_the_card_normalises_when_the_folder_has_normalize(tmp_path, minilm_path
 
 
 def test_saved_model_and_checkpoint_folders_have_a_card(tmp_path, tiny_model_dir):
-    model, tokenizer = pooling.load_model(tiny_model_dir)
+    model, tokenizer = models.load_model(tiny_model_dir)
     config = dict(CONFIG, MODEL_NAME=tiny_model_dir, OUTPUT_DIR=str(tmp_path / "run"))
-    checkpoint.save_model(model, tokenizer, str(tmp_path / "run"), config, facts=FACTS)
+    save.save_model(model, tokenizer, str(tmp_path / "run"), config, facts=FACTS)
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     checkpoint.save_checkpoint(str(tmp_path / "run"), 2000, model, tokenizer, optimizer, scheduler, config,

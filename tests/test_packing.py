@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import data_prep
-import packing
+from mnr import packing
 import train_mnr
-from pooling import POOLINGS, embed, load_model
+from mnr.models import load_model
+from pooling import POOLINGS, embed, pool
 from test_gradcache import backward
 
 
@@ -24,7 +25,8 @@ def test_packed_embeddings_equal_padded(triplets, tiny_model_dir, minilm_path, p
     columns = data_prep.collate(triplets, tokenizer)
     with torch.no_grad():
         padded = [embed(model, c, pooling) for c in columns]
-        packed = packing.embed_packed(model, columns, pooling, width=64)  # narrow rows: many sentences share one
+        packed = [pool(pooling, tokens, mask)  # narrow rows: many sentences share one
+                  for tokens, mask in packing.token_embeddings(model, columns, width=64)]
     for a, b in zip(padded, packed):
         assert a.shape == b.shape
         assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
@@ -51,7 +53,7 @@ def test_sentence_longer_than_width_gets_its_own_row(tiny_model_dir):
     rows = [("word " * 90, "short one"), ("another short", "and " * 70)]
     columns = data_prep.collate(rows, tokenizer)
     with torch.no_grad():
-        packed = packing.embed_packed(model, columns, "mean", width=32)
+        packed = [pool("mean", t, m) for t, m in packing.token_embeddings(model, columns, width=32)]
         padded = [embed(model, c, "mean") for c in columns]
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(padded, packed))
 

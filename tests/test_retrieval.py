@@ -8,7 +8,8 @@ import torch
 
 import data_prep
 import evaluate_retrieval as er
-import hub
+from mnr import hub
+from mnr.search import top_k
 from conftest import run_script
 
 
@@ -52,13 +53,18 @@ def brute_force(queries, corpus, k):
     return rankings
 
 
+def search(queries, corpus, k, chunk_size=256):
+    """evaluate_retrieval's search: mnr/search.py's top_k, `chunk_size` queries at a time, indices only."""
+    return top_k(queries, corpus, min(k, len(corpus)), chunk_elements=chunk_size * len(corpus))[1]
+
+
 def test_search_known_answer_and_ties():
     corpus = torch.tensor([[0., 1.], [1., 0.], [1., 0.], [-1., 0.], [1., 0.]])
     queries = torch.tensor([[1., 0.], [-1., 1.]])
-    assert er.search(queries, corpus, k=10).tolist() == [[1, 2, 4, 0, 3], [0, 3, 1, 2, 4]]
+    assert search(queries, corpus, k=10).tolist() == [[1, 2, 4, 0, 3], [0, 3, 1, 2, 4]]
     # ties across the k-th place: the lowest indices are kept
-    assert er.search(queries, corpus, k=2).tolist() == [[1, 2], [0, 3]]
-    assert er.search(queries, corpus, k=3).tolist() == [[1, 2, 4], [0, 3, 1]]
+    assert search(queries, corpus, k=2).tolist() == [[1, 2], [0, 3]]
+    assert search(queries, corpus, k=3).tolist() == [[1, 2, 4], [0, 3, 1]]
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 256])
@@ -68,7 +74,7 @@ def test_search_equals_full_sort(chunk_size, k):
     corpus = torch.randint(-2, 3, (37, 4), generator=g).float()  # small integers: many exact ties
     corpus[30:] = corpus[:7]  # and duplicate documents
     queries = torch.randint(-2, 3, (11, 4), generator=g).float()
-    result = er.search(queries, corpus, k=k, chunk_size=chunk_size)
+    result = search(queries, corpus, k=k, chunk_size=chunk_size)
     assert result.shape == (11, min(k, 37))
     assert result.tolist() == brute_force(queries, corpus, k)
 
@@ -127,7 +133,7 @@ def test_beir_task(tmp_path):
 
 def test_beir_errors(tmp_path, monkeypatch):
     write_beir(tmp_path / "zero", [{"_id": "d1", "text": "x"}], [{"_id": "q1", "text": "y"}], ["q1\td1\t0"])
-    with pytest.raises(data_prep.DataError, match="no query"):
+    with pytest.raises(data_prep.DataError, match="test split is empty"):
         er.load_beir(str(tmp_path / "zero"))
     write_beir(tmp_path / "bad", [{"_id": "d1", "text": "x"}], [{"_id": "q1", "text": "y"}], ["q1\td1\t1"])
     (tmp_path / "bad" / "corpus.jsonl").write_text('{"_id": "d1", "text": "x"}\n{"_id": "d2", "text": \n')
@@ -136,7 +142,7 @@ def test_beir_errors(tmp_path, monkeypatch):
     (tmp_path / "bad" / "corpus.jsonl").write_text("")
     with pytest.raises(data_prep.DataError, match="empty"):
         er.load_beir(str(tmp_path / "bad"))
-    monkeypatch.setattr(hub, "reachable", lambda: False)
+    monkeypatch.setattr(hub, "may_load", lambda: False)
     with pytest.raises(data_prep.DataError, match="unreachable"):
         er.load_beir("no-such-org/NoSuchSet")
 

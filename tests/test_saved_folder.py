@@ -11,10 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import checkpoint
-import model_card
+from mnr import checkpoint, save
+from mnr import model_card
 import pooling
-from errors import ResumeError
+from mnr.errors import ResumeError
+from mnr import models
 
 TEXTS = ["A man is playing a guitar.", "Someone plays an instrument.", "The cat sleeps on the warm windowsill."]
 
@@ -32,10 +33,10 @@ def run_config(model_name, **overrides):
     return {"MODEL_NAME": str(model_name), "MAX_LENGTH": 128, "POOLING": "mean", **overrides}
 
 
-def save(model_name, out, mask=0o022, **overrides):
-    model, tokenizer = pooling.load_model(str(model_name))
+def save_run(model_name, out, mask=0o022, **overrides):
+    model, tokenizer = models.load_model(str(model_name))
     with umask(mask):
-        checkpoint.save_model(model, tokenizer, str(out), run_config(model_name, **overrides))
+        save.save_model(model, tokenizer, str(out), run_config(model_name, **overrides))
     return model, tokenizer
 
 
@@ -64,7 +65,7 @@ def assert_modes(folder, file_mode, dir_mode):
 def minilm_saved(tmp_path_factory, minilm_path):
     """The real MiniLM saved without training: every difference from the start model is the saving's."""
     out = tmp_path_factory.mktemp("saved") / "minilm"
-    save(minilm_path, out)
+    save_run(minilm_path, out)
     return str(out)
 
 
@@ -97,18 +98,18 @@ def test_saved_files_follow_the_umask(minilm_saved):
 
 def test_a_stricter_umask_is_followed_too(tmp_path, tiny_model_dir):
     out = tmp_path / "model"
-    save(tiny_model_dir, out, mask=0o027)
+    save_run(tiny_model_dir, out, mask=0o027)
     assert_modes(str(out), 0o640, 0o750)
 
 
 @pytest.mark.parametrize("start", ["tiny", "uncached hub name"])
 def test_start_without_modules_json_saves_transformer_and_pooling(tmp_path, tiny_model_dir, start):
     st = pytest.importorskip("sentence_transformers")
-    model, tokenizer = pooling.load_model(tiny_model_dir)
+    model, tokenizer = models.load_model(tiny_model_dir)
     name = tiny_model_dir if start == "tiny" else "nobody-here/not-a-cached-model"
-    assert (checkpoint.start_model_folder(name) is None) == (start != "tiny")
+    assert (save.start_model_folder(name) is None) == (start != "tiny")
     with umask(0o022):
-        checkpoint.save_model(model, tokenizer, str(tmp_path / "model"), run_config(name))
+        save.save_model(model, tokenizer, str(tmp_path / "model"), run_config(name))
     assert module_types(tmp_path / "model") == ["Transformer", "Pooling"]
     with open(tmp_path / "model" / "sentence_bert_config.json") as f:
         assert json.load(f)["max_seq_length"] == 128  # no start model's to keep: the run's
@@ -119,11 +120,11 @@ def test_start_without_modules_json_saves_transformer_and_pooling(tmp_path, tiny
 
 def test_max_seq_length_rule(minilm_path):
     start = str(minilm_path)
-    assert checkpoint.sentence_bert_config(start, run_config(start), None)["max_seq_length"] == 256
+    assert save.sentence_bert_config(start, run_config(start), None)["max_seq_length"] == 256
     # A MAX_LENGTH the user set (away from the default) is theirs to keep.
-    assert checkpoint.sentence_bert_config(start, run_config(start, MAX_LENGTH=64), None)["max_seq_length"] == 64
+    assert save.sentence_bert_config(start, run_config(start, MAX_LENGTH=64), None)["max_seq_length"] == 64
     facts = {"defaults": {"MAX_LENGTH": 256}}
-    assert checkpoint.sentence_bert_config(start, run_config(start), facts)["max_seq_length"] == 128
+    assert save.sentence_bert_config(start, run_config(start), facts)["max_seq_length"] == 128
 
 
 def optimizer_and_scheduler(model):
@@ -132,7 +133,7 @@ def optimizer_and_scheduler(model):
 
 
 def test_checkpoint_keeps_the_pooler_and_resumes_into_the_training_model(tmp_path, minilm_path):
-    model, tokenizer = pooling.load_model(str(minilm_path))
+    model, tokenizer = models.load_model(str(minilm_path))
     assert not any(k.startswith("pooler.") for k in model.state_dict())  # training never builds it
     with torch.no_grad():
         model.embeddings.word_embeddings.weight[0] += 1.0  # as if trained: resume must bring this back
@@ -145,7 +146,7 @@ def test_checkpoint_keeps_the_pooler_and_resumes_into_the_training_model(tmp_pat
     assert module_types(folder) == ["Transformer", "Pooling", "Normalize"]
     assert_modes(str(folder), 0o644, 0o755)
 
-    fresh, _ = pooling.load_model(str(minilm_path))
+    fresh, _ = models.load_model(str(minilm_path))
     step, _ = checkpoint.load_checkpoint(str(folder), fresh, *optimizer_and_scheduler(fresh), config)
     assert step == 3
     for key, value in model.state_dict().items():
@@ -153,7 +154,7 @@ def test_checkpoint_keeps_the_pooler_and_resumes_into_the_training_model(tmp_pat
 
 
 def test_resume_names_the_weights_a_checkpoint_lacks(tmp_path, tiny_model_dir):
-    model, tokenizer = pooling.load_model(tiny_model_dir)
+    model, tokenizer = models.load_model(tiny_model_dir)
     config = run_config(tiny_model_dir)
     checkpoint.save_checkpoint(str(tmp_path), 1, model, tokenizer, *optimizer_and_scheduler(model), config,
                                [torch.get_rng_state()], keep=2)
@@ -181,7 +182,7 @@ def dense_start(tmp_path_factory, tiny_model_dir):
 
 def test_dense_and_normalize_are_copied_in_order(tmp_path, dense_start):
     st = pytest.importorskip("sentence_transformers")
-    save(dense_start, tmp_path / "model")
+    save_run(dense_start, tmp_path / "model")
     assert module_types(tmp_path / "model") == ["Transformer", "Pooling", "Dense", "Normalize"]
     saved = st.SentenceTransformer(str(tmp_path / "model"), device="cpu").encode(TEXTS)
     start = st.SentenceTransformer(dense_start, device="cpu").encode(TEXTS)
@@ -199,6 +200,6 @@ def test_a_start_model_in_the_hugging_face_cache_is_found_by_its_hub_name(tmp_pa
     (tmp_path / "models--someone--minilm" / "refs").mkdir()
     (tmp_path / "models--someone--minilm" / "refs" / "main").write_text("abc123")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    assert checkpoint.start_model_folder("someone/minilm") == str(snapshot)
-    assert checkpoint.start_pooler(str(snapshot), "bert").keys() == {"pooler.dense.weight", "pooler.dense.bias"}
-    assert [model_card.module_kind(m) for m in checkpoint.modules_after_pooling(str(snapshot))] == ["Normalize"]
+    assert save.start_model_folder("someone/minilm") == str(snapshot)
+    assert save.start_pooler(str(snapshot), "bert").keys() == {"pooler.dense.weight", "pooler.dense.bias"}
+    assert [model_card.module_kind(m) for m in save.modules_after_pooling(str(snapshot))] == ["Normalize"]

@@ -72,14 +72,14 @@ def test_compare_runs_reuses_a_model_only_from_the_same_command_and_code(tmp_pat
     out.mkdir()
     (out / "model.safetensors").write_bytes(b"weights")
     command = ["train_mnr.py", "--batch-size", "32"]
-    compare_runs.train(command, str(out), str(tmp_path / "log"))  # no stamp yet: trains, then stamps
+    compare_runs.run_once(command, str(out), str(tmp_path / "log"))  # no stamp yet: trains, then stamps
     assert len(calls) == 1
-    compare_runs.train(command, str(out), str(tmp_path / "log"))  # same command, same code: reused
+    compare_runs.run_once(command, str(out), str(tmp_path / "log"))  # same command, same code: reused
     assert len(calls) == 1
-    compare_runs.train([*command, "--seed", "1"], str(out), str(tmp_path / "log"))  # another command: trains
+    compare_runs.run_once([*command, "--seed", "1"], str(out), str(tmp_path / "log"))  # another command: trains
     assert len(calls) == 2
-    monkeypatch.setattr(compare_runs, "code_version", lambda: "edited")  # the training code changed: trains
-    compare_runs.train([*command, "--seed", "1"], str(out), str(tmp_path / "log"))
+    monkeypatch.setattr(compare_runs, "code_version", lambda scripts: "edited")  # the training code changed: trains
+    compare_runs.run_once([*command, "--seed", "1"], str(out), str(tmp_path / "log"))
     assert len(calls) == 3
 
 
@@ -133,7 +133,7 @@ def test_compare_runs_presets_with_seeds_smoke(tmp_path, tiny_model_dir, small_e
 
 def test_compare_runs_scores_a_trained_model_once_until_model_code_or_data_change(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(compare_runs.evaluate_sts, "load_encoder", lambda path: calls.append(path) or path)
+    monkeypatch.setattr(compare_runs, "load_encoder", lambda path: calls.append(path) or path)
     monkeypatch.setattr(compare_runs.evaluate_sts, "evaluate", lambda encoder, *a, **kw: {"spearman": 0.5})
     out = tmp_path / "run"
     out.mkdir()

@@ -1,4 +1,4 @@
-"""`data_prep.load_train_data` (--train-data): every file format, columns by position, one-line errors."""
+"""`tables.load_train_data` (--train-data): every file format, columns by position, one-line errors."""
 import csv
 import gzip
 import json
@@ -7,9 +7,10 @@ import os
 import pytest
 
 import data_prep
-import hub
+from mnr import hub
 from conftest import FULL_DATA, count_rows
-from errors import DataError
+from mnr.errors import DataError
+from mnr import tables
 
 ROWS = [("What is \"NA\"?", "NA", "null", "1984"),   # quotes, and texts pandas would call missing or a number
         ("a cat sits", "a cat is sitting", "a dog runs", "a cat sleeps"),
@@ -49,33 +50,33 @@ def test_every_format_reads_the_same_rows_in_column_order(tmp_path, ext, gz):
     if ext == ".parquet" and gz:  # parquet compresses itself, and datasets cannot read it gzipped: one line
         one_line_error(path, "train.parquet.gz", "could not be read as parquet")
     else:
-        assert data_prep.load_train_data(path) == ROWS
+        assert tables.load_train_data(path) == ROWS
 
 
 @pytest.mark.parametrize("width", [2, 3, 4])
 def test_two_three_or_four_columns(tmp_path, width):
     rows = [r[:width] for r in ROWS]
-    assert data_prep.load_train_data(write(str(tmp_path / "t.tsv"), rows, NAMES[:width])) == rows
+    assert tables.load_train_data(write(str(tmp_path / "t.tsv"), rows, NAMES[:width])) == rows
 
 
 def test_column_names_are_free_and_position_decides(tmp_path):
     # Named as if reversed: the first column is still the anchor.
     path = write(str(tmp_path / "t.jsonl"), ROWS, names=("negative", "positive", "anchor", "label"))
-    assert [r[0] for r in data_prep.load_train_data(path)] == [r[0] for r in ROWS]
+    assert [r[0] for r in tables.load_train_data(path)] == [r[0] for r in ROWS]
 
 
 def test_folder_and_list_read_train_files_in_order(tmp_path):
     write(str(tmp_path / "a_train.tsv"), ROWS[:1])
     write(str(tmp_path / "b_train.jsonl.gz"), ROWS[1:])
     write(str(tmp_path / "dev.tsv"), [("not", "read", "at", "all")])
-    assert data_prep.load_train_data(str(tmp_path)) == ROWS
+    assert tables.load_train_data(str(tmp_path)) == ROWS
     listed = f"{tmp_path / 'b_train.jsonl.gz'},{tmp_path / 'a_train.tsv'}"
-    assert data_prep.load_train_data(listed) == ROWS[1:] + ROWS[:1]
+    assert tables.load_train_data(listed) == ROWS[1:] + ROWS[:1]
 
 
 def one_line_error(source, *expected):
     with pytest.raises(DataError) as e:
-        data_prep.load_train_data(source)
+        tables.load_train_data(source)
     message = str(e.value)
     assert "\n" not in message
     for part in expected:
@@ -119,23 +120,23 @@ def test_missing_file(tmp_path):
 
 
 def test_hub_id_offline_fails_at_once_naming_the_flag_and_a_local_alternative(monkeypatch):
-    monkeypatch.setattr(hub, "reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hub, "may_load", lambda *a, **k: False)
     message = one_line_error("sentence-transformers/all-nli:triplet", "--train-data PATH", "unreachable", "local")
     assert "Traceback" not in message
 
 
 def test_hub_ids_and_paths_are_told_apart(tmp_path):
-    assert data_prep.hub_dataset_id("sentence-transformers/all-nli:triplet") == ("sentence-transformers/all-nli",
+    assert hub.hub_id("sentence-transformers/all-nli:triplet") == ("sentence-transformers/all-nli",
                                                                                  "triplet")
-    assert data_prep.hub_dataset_id("owner/name") == ("owner/name", None)
-    assert data_prep.hub_dataset_id("data/train.tsv") is None  # a missing file, not a dataset
+    assert hub.hub_id("owner/name") == ("owner/name", None)
+    assert hub.hub_id("data/train.tsv") is None  # a missing file, not a dataset
     (tmp_path / "owner").mkdir()
     (tmp_path / "owner" / "name").mkdir()
-    assert data_prep.hub_dataset_id(str(tmp_path / "owner" / "name")) is None  # a folder that exists is a path
+    assert hub.hub_id(str(tmp_path / "owner" / "name")) is None  # a folder that exists is a path
 
 
 def test_real_nli_file_reads_all_columns(snli_dev_file):
-    rows = data_prep.load_train_data(snli_dev_file)
+    rows = tables.load_train_data(snli_dev_file)
     # SNLI dev has 9,842 labelled pairs; the shipped sample (no full data here) what its file holds, counted apart.
     assert len(rows) == (9842 if FULL_DATA else count_rows(snli_dev_file))
     assert {len(r) for r in rows} == {4}  # premise, hypothesis, label, source
