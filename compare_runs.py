@@ -3,6 +3,7 @@
     python compare_runs.py --preset cpu          # MNR, bidirectional, symmetric and the library's MNR (~50 min, 2 cores)
     python compare_runs.py --preset negatives    # in-batch only vs hard negatives: NLI, mined, guided (3 seeds)
     python compare_runs.py --preset matryoshka   # plain MNR vs Matryoshka MNR, STSb test at each cut (3 seeds)
+    python compare_runs.py --preset precision    # MNR and Matryoshka trained in fp32 and in bf16 (3 seeds)
     python compare_runs.py --preset gpu          # the tutorial's recipe: bert-base-uncased, SNLI + MultiNLI from the hub
     python compare_runs.py --preset smoke --model-name PATH   # a few steps of everything (what the tests run)
 
@@ -65,6 +66,14 @@ PRESETS = {
                        ("MNR", "mnr", ["train_mnr.py"]),
                        ("MNR + Matryoshka 384,256,128,64,32", "matryoshka",
                         ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32"])]},
+    "precision": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": [], "seeds": 3,
+                  "results": "cpu-precision", "dims": [384, 64], "runs": [
+                      ("MNR, fp32", "mnr-fp32", ["train_mnr.py", "--precision", "fp32"]),
+                      ("MNR, bf16 autocast", "mnr-bf16", ["train_mnr.py", "--precision", "bf16"]),
+                      ("MNR + Matryoshka 384,256,128,64,32, fp32", "matryoshka-fp32",
+                       ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32", "--precision", "fp32"]),
+                      ("MNR + Matryoshka 384,256,128,64,32, bf16 autocast", "matryoshka-bf16",
+                       ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32", "--precision", "bf16"])]},
 }
 SCORING_SCRIPTS = ["evaluate_sts.py", "evaluate_retrieval.py"]  # what score() computes with, imports included
 
