@@ -21,6 +21,8 @@ and done by one module of the mnr/ package, whose docstring says what it does:
   SAVE_EVERY/RESUME checkpoint.py   checkpoints, and a bit-identical resume after a crash
   MATRYOSHKA_DIMS   matryoshka.py   the loss on the embeddings cut to fewer dimensions too
   GUIDE_MODEL       gist.py         a frozen guide leaves likely false negatives out of the softmax (GIST)
+  HARDNESS_MODE     hardness.py     hard negatives weigh more in the softmax (Lan et al. 2025, EmbeddingGemma)
+  BATCH_SAMPLER     samplers.py     batches of one topic cluster (TAS-B) or of one data source
   PRECISION         precision.py    bf16 autocast where the hardware computes it natively
   TRAIN_DATA        tables.py       any (anchor, positive, negatives...) table or BEIR folder instead of NLI
 The saved folder (save.py) loads in transformers and sentence-transformers and carries a model card.
@@ -37,7 +39,8 @@ from tqdm import tqdm
 
 import data_prep
 import evaluate_sts
-from mnr import checkpoint, distributed, gist, gradcache, hub, matryoshka, model_card, packing, save, train_log
+from mnr import (checkpoint, distributed, gist, gradcache, hardness, hub, matryoshka, model_card, packing, samplers,
+                 save, train_log)
 from mnr.errors import ConfigError, DataError, exit_on_input_error
 from mnr.flags import add_block_flags, config_of, new_parser, parse_flags
 from mnr.models import MAX_LENGTH as DEFAULT_MAX_LENGTH, check_model_name, hub_alternative, load_encoder, load_model
@@ -55,6 +58,10 @@ TRAIN_DATA: str | None = None  # instead of NLI: a table of (anchor, positive, n
 MAX_LENGTH = DEFAULT_MAX_LENGTH  # tokens kept per sentence; NLI sentences rarely come near it
 PAD_TO_MAX_LENGTH = False  # pad every row to MAX_LENGTH as the tutorial did: only to measure the waste
 PACK_SEQUENCES = True      # sentences end to end in one forward, no padding computed (mnr/packing.py): same result
+BATCH_SAMPLER = "no-duplicates"  # how rows become batches: shuffled (no-duplicates), one k-means cluster of anchors
+                           # per batch (clustered, TAS-B), or one data file per batch (by-source); none repeats a text
+CLUSTERS: int | None = None  # with clustered: k-means clusters; None: one per 8 batches of rows, so each cluster
+                           # fills several batches and few rows are left over
 # model
 MODEL_NAME = "bert-base-uncased"  # the pretrained model to start from: a hub name or a local folder
 POOLING = "mean"           # how token vectors become one sentence vector: the mean of the real tokens, as SBERT
@@ -66,6 +73,8 @@ MATRYOSHKA_WEIGHTS: str | None = None  # one weight per Matryoshka dimension, co
 GUIDE_MODEL: str | None = None  # GIST: a frozen model (folder or hub name) that spots in-batch false negatives,
                            # which are left out of the softmax
 FALSE_NEGATIVE_MARGIN = 0.0  # with GUIDE_MODEL: leave out candidates the guide scores above the positive - margin
+HARDNESS_MODE: str | None = None  # which negatives get strength x cosine more logit (mnr/hardness.py); None: off
+HARDNESS_STRENGTH = 0.0    # with HARDNESS_MODE: how much harder negatives weigh; Lan et al. use 9, EmbeddingGemma 5
 # optimisation
 BATCH_SIZE = 32            # rows per step, global under torchrun: each query has BATCH_SIZE - 1 in-batch negatives
 MINI_BATCH_SIZE: int | None = None  # GradCache: embed this many rows at a time, so memory no longer grows with the batch
@@ -92,7 +101,8 @@ PRECISION = "auto"         # the forward's: "auto" is bf16 on CUDA and on CPUs t
 def add_flags(parser):
     """One flag per hyperparameter above, named like it (BATCH_SIZE -> --batch-size), its comment as help."""
     return add_block_flags(parser, globals(), pooling={"choices": POOLINGS}, precision={"choices": PRECISIONS},
-                           resume={"nargs": "?", "const": "latest", "metavar": "PATH"})
+                           resume={"nargs": "?", "const": "latest", "metavar": "PATH"},
+                           batch_sampler={"choices": samplers.SAMPLERS}, hardness_mode={"choices": hardness.MODES})
 
 
 def parse_args(argv=None):
@@ -111,6 +121,10 @@ def check_args(args):
         raise ConfigError(f"--output-dir {args.output_dir} is an existing file, not a folder")
     if args.train_data and (args.nli_data != NLI_DATA or args.hard_negatives):
         raise ConfigError("--train-data replaces the NLI data: give it without --nli-data and --hard-negatives")
+    if args.hardness_strength < 0 or bool(args.hardness_mode) != bool(args.hardness_strength):
+        raise ConfigError("--hardness-mode and a positive --hardness-strength go together (one does nothing alone)")
+    if args.clusters is not None and (args.clusters < 2 or args.batch_sampler != "clustered"):
+        raise ConfigError(f"--clusters {args.clusters}: give 2 or more, with --batch-sampler clustered")
     matryoshka.parse_dims(args.matryoshka_dims, args.matryoshka_weights)
     check_model_name(args.model_name)
     if args.guide_model:

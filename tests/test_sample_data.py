@@ -6,6 +6,8 @@ import gzip
 import importlib.util
 import os
 
+import pytest
+
 import data_prep
 import evaluate_retrieval
 import evaluate_sts
@@ -61,7 +63,7 @@ def test_make_sample_cuts_exactly_the_shipped_files(tmp_path):
         assert header[4:8] == b"\0\0\0\0", f"{name}: gzip header holds a time (not written by make_sample.py)"
     hashes, missing = make_sample.check_sources(make_sample.DEFAULT_SOURCE)
     if missing or hashes != make_sample.SOURCE_SHA256:
-        return  # not the sources the sample was cut from: nothing to compare with
+        pytest.skip("the full files the sample was cut from are not here: nothing to compare the cut with")
     make_sample.make(make_sample.DEFAULT_SOURCE, str(tmp_path))
     for name in written:
         with gzip.open(os.path.join(tmp_path, name), "rb") as a, gzip.open(os.path.join(SAMPLE_DIR, name), "rb") as b:
