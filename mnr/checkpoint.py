@@ -12,7 +12,7 @@ import sys
 import torch
 
 from mnr.errors import ResumeError, SaveError, first_line
-from mnr.files import follow_umask, temporary_folder
+from mnr.files import follow_umask, removed_on_failure, temporary_folder
 from mnr.save import write_model_files
 
 STATE_FILE = "training_state.pt"
@@ -45,7 +45,8 @@ def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, co
     `facts`: what the training loop measured so far, for the model card."""
     final = os.path.join(output_dir, f"checkpoint-{step}")
     tmp = temporary_folder(output_dir, f"checkpoint-{step}")
-    try:
+    with removed_on_failure(tmp, f"{final}: could not write the checkpoint ({{reason}}); the earlier checkpoints "
+                                 "are untouched"):
         incomplete = write_model_files(model, tokenizer, tmp, config, dict(facts or {}, steps=step, path=final), final)
         if incomplete:
             raise SaveError(f"{final}: could not write the checkpoint's model files ({incomplete})")
@@ -55,13 +56,6 @@ def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, co
         if os.path.exists(final):  # left by an earlier run into the same folder: replace it
             shutil.rmtree(final)
         os.rename(tmp, final)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise SaveError(f"{final}: could not write the checkpoint ({e.strerror or e}); the earlier checkpoints "
-                        "are untouched") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in checkpoints(output_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old)
 

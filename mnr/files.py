@@ -3,9 +3,13 @@
 Everything is written under a temporary name in the destination's own folder (so the final rename stays on one
 filesystem and is atomic) and renamed into place only once complete.
 """
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+
+from mnr.errors import SaveError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
@@ -36,6 +40,21 @@ def write_json_atomic(path, obj):
 
 def temporary_folder(parent, name):
     return tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)  # hidden, and never named like a result
+
+
+@contextlib.contextmanager
+def removed_on_failure(tmp, failure):
+    """Write into the temporary folder `tmp` inside this block: if anything fails, `tmp` is removed, so nothing
+    half-written is left; an OSError (disk full, no permission) becomes one SaveError line, `failure` with the
+    system's reason in place of {reason}."""
+    try:
+        yield
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SaveError(failure.format(reason=e.strerror or e)) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def follow_umask(folder):

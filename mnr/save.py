@@ -14,7 +14,7 @@ import tempfile
 import torch
 
 from mnr.errors import SaveError, first_line
-from mnr.files import follow_umask, read_json, temporary_folder, write_json
+from mnr.files import follow_umask, read_json, removed_on_failure, temporary_folder, write_json
 from mnr.model_card import module_kind, write_model_card
 from mnr.models import MAX_LENGTH, ST_POOLING_KEYS
 
@@ -141,17 +141,11 @@ def save_model(model, tokenizer, output_dir, config, facts=None):
         tmp = temporary_folder(parent, os.path.basename(output_dir))
     except OSError as e:
         raise SaveError(f"{shown_as}: cannot write there ({e.strerror})") from None
-    try:
+    with removed_on_failure(tmp, f"{shown_as}: could not save the model ({{reason}}); the model that was there "
+                                 "before is untouched"):
         incomplete = write_model_files(model, tokenizer, tmp, config, facts, shown_as)
         follow_umask(tmp)  # before the links below: they share their files' modes with the originals
         swap_in(tmp, output_dir)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise SaveError(f"{shown_as}: could not save the model ({e.strerror or e}); "
-                        "the model that was there before is untouched") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if incomplete:
         raise SaveError(f"{shown_as}: the weights and tokenizer are saved, but the model card or the "
                         f"sentence-transformers files could not be written ({incomplete})")
