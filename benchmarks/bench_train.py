@@ -4,10 +4,13 @@
     python benchmarks/bench_train.py --smoke --model-name PATH   # seconds: 3 steps, ours and the library (CI)
 
 Configurations, each a fresh process per repetition:
-  ours                      train_mnr.py as shipped (sequence packing on)
+  ours                      train_mnr.py as shipped (sequence packing on; PRECISION auto: bf16 autocast where the
+                            CPU computes bf16 natively, fp32 elsewhere)
+  ours, fp32                --precision fp32
   ours, per-column padding  --no-pack-sequences: each column padded to its own longest row
   ours, pad to 128          --pad-to-max-length: the tutorial's padding
-  sentence-transformers     benchmarks/st_train.py: SentenceTransformerTrainer, MNRL, NO_DUPLICATES
+  sentence-transformers     benchmarks/st_train.py: SentenceTransformerTrainer, MNRL, NO_DUPLICATES, its defaults (fp32)
+  sentence-transformers, bf16=True   the same with the trainer's bf16=True
 Figures: steady-state pairs/s (median over each run's steps after the first two), whole-process pairs/s
 (steps x batch / process wall time, start-up and saving included), peak RSS (CPU) or peak CUDA memory;
 median and min-max over the repetitions, which run interleaved; the ratio ours / library per repetition.
@@ -29,9 +32,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mnr.files import repo_relative  # noqa: E402  paths as results show them
 from mnr.models import packaged_minilm as default_model  # noqa: E402  MiniLM from its PyPI package
-CONFIGS = [("ours", ["train_mnr.py"]), ("ours, per-column padding", ["train_mnr.py", "--no-pack-sequences"]),
+from mnr.precision import cpu_has_native_bf16  # noqa: E402
+CONFIGS = [("ours", ["train_mnr.py"]), ("ours, fp32", ["train_mnr.py", "--precision", "fp32"]),
+           ("ours, per-column padding", ["train_mnr.py", "--no-pack-sequences"]),
            ("ours, pad to 128 (tutorial)", ["train_mnr.py", "--pad-to-max-length"]),
-           ("sentence-transformers", ["benchmarks/st_train.py"])]
+           ("sentence-transformers", ["benchmarks/st_train.py"]),
+           ("sentence-transformers, bf16=True", ["benchmarks/st_train.py", "--bf16"])]
+LIBRARY = "sentence-transformers"  # the library as it comes: its trainer's defaults (fp32)
 
 
 def run(command, out):
@@ -68,9 +75,10 @@ def main():
     configs = CONFIGS
     if args.smoke:
         args.steps, args.repeats, args.batch_sizes = 3, 1, [8]
-        configs = [CONFIGS[0], CONFIGS[-1]]  # ours and the library: the plumbing, not the figures
+        configs = [CONFIGS[0], CONFIGS[-2]]  # ours and the library: the plumbing, not the figures
     model = args.model_name or default_model()
-    device = "cuda (bf16 autocast)" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+    device = "cuda" if torch.cuda.is_available() else \
+        f"cpu, {torch.get_num_threads()} threads, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}"
     header = (f"{time.strftime('%Y-%m-%d')}; {platform.machine()}, {os.cpu_count()} cores, {device}; torch {torch.__version__}; "
               f"model {repo_relative(model, default_model())}; {args.steps} steps per run, {args.repeats} repetitions")
     lines = [header, "", "| batch | configuration | steady pairs/s | whole-process pairs/s | peak memory (GiB) |",
@@ -96,17 +104,18 @@ def main():
                 lines.append(line)
                 print(line, flush=True)
             # The ratio of each repetition's pair of neighbouring runs, then their median and range.
-            steady_ratio = [statistics.median(o[0]) / statistics.median(s[0])
-                            for o, s in zip(results["ours"], results["sentence-transformers"])]
-            whole_ratio = [o[1] / s[1] for o, s in zip(results["ours"], results["sentence-transformers"])]
-            ratios.append(f"batch {batch}: ours / library = {spread(steady_ratio, '{:.2f}')}x steady-state, "
-                          f"{spread(whole_ratio, '{:.2f}')}x whole process (median (min-max) over the repetitions)")
+            for library in [name for name, _ in wanted if name.startswith(LIBRARY)]:
+                steady_ratio = [statistics.median(o[0]) / statistics.median(s[0])
+                                for o, s in zip(results["ours"], results[library])]
+                whole_ratio = [o[1] / s[1] for o, s in zip(results["ours"], results[library])]
+                ratios.append(f"batch {batch}: ours / {library} = {spread(steady_ratio, '{:.2f}')}x steady-state, "
+                              f"{spread(whole_ratio, '{:.2f}')}x whole process (median (min-max) over the repetitions)")
         # The same loss: dropout off, the same batches in the same order, first steps side by side.
         check = ["--model-name", model, "--nli-data", args.nli_data, "--batch-size", str(args.batch_sizes[0]),
                  "--max-steps", "3", "--dropout", "0"]
-        ours_losses = run(["train_mnr.py", *check], os.path.join(tmp, "loss-ours"))[3]
+        ours_losses = run(["train_mnr.py", *check, "--precision", "fp32"], os.path.join(tmp, "loss-ours"))[3]  # as the library
         lib_losses = run(["benchmarks/st_train.py", *check, "--our-batches"], os.path.join(tmp, "loss-lib"))[3]
-    lines += ["", *ratios, "", f"first losses, dropout off, same batches: ours {[round(x, 4) for x in ours_losses]}, "
+    lines += ["", *ratios, "", f"first losses, dropout off, same batches, both fp32: ours {[round(x, 4) for x in ours_losses]}, "
               f"library {[round(x, 4) for x in lib_losses]}"]
     print("\n".join(lines[-len(ratios) - 2:]), flush=True)
     if not args.smoke:

@@ -34,6 +34,8 @@ def main(argv=None):
     parser.add_argument("--sts-data", default=None)
     parser.add_argument("--eval-every", type=int, default=0)
     parser.add_argument("--dropout", type=float, default=None, help="override every dropout rate (0: off)")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="the trainer's bf16=True (autocast); default: on a GPU only, as the library's own default is off")
     parser.add_argument("--our-batches", action="store_true",
                         help="feed data_prep.epoch_batches instead of the library's NO_DUPLICATES sampler, so the "
                              "first losses can be compared with train_mnr.py's one for one")
@@ -103,7 +105,7 @@ def main(argv=None):
         batch_sampler=(lambda dataset, **kw: batches) if args.our_batches else BatchSamplers.NO_DUPLICATES, logging_steps=1, save_strategy="no", report_to=[],
         eval_strategy="steps" if evaluator and args.eval_every else "no", eval_steps=args.eval_every or None,
         dataloader_drop_last=True, disable_tqdm=False,
-        bf16=torch.cuda.is_available())  # as train_mnr.py: bf16 autocast on a GPU, fp32 on the CPU
+        bf16=torch.cuda.is_available() if args.bf16 is None else args.bf16)
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train,
                                          loss=losses.MultipleNegativesRankingLoss(model), evaluator=evaluator,
                                          callbacks=[JsonlLog()])
