@@ -83,6 +83,8 @@ def encode(encoder, texts, batch_size=64, precision="fp32", progress=None, pack=
     caller's order is restored at the end. `precision`: "fp32" (scores comparable with published ones) or
     "bf16" (mnr/precision.py). `progress`: a description for a bar on stderr (None: no bar)."""
     model, tokenizer, pooling, max_length = encoder
+    if not texts:
+        return torch.empty(0, model.config.hidden_size)
     was_training = model.training
     model.eval()  # dropout off: embeddings must be deterministic
     device = next(model.parameters()).device
@@ -96,7 +98,5 @@ def encode(encoder, texts, batch_size=64, precision="fp32", progress=None, pack=
         with autocast(device, precision):
             chunks.append(embed(model, features, pooling, pack).float().cpu())
     model.train(was_training)
-    if not chunks:
-        return torch.empty(0, model.config.hidden_size)
     embeddings = torch.cat(chunks)  # (N, D), longest-first order
     return embeddings[torch.argsort(torch.tensor(order))]  # back to the caller's order
