@@ -61,7 +61,8 @@ def load_model(name, dropout=None):
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     check_model_name(name)
-    offline = not os.path.isdir(name) and not hub.may_load()  # then only the local cache is looked in
+    # Offline (no network, or HF_HUB_OFFLINE set), a hub name is looked up in the local cache only.
+    offline = not os.path.isdir(name) and (hub.offline_mode() or not hub.may_load())
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
         try:
@@ -70,8 +71,9 @@ def load_model(name, dropout=None):
             model = AutoModel.from_pretrained(name, local_files_only=offline, **overrides)
     except (OSError, ValueError) as e:
         if offline:
-            raise ModelError(f"{name}: not a local folder nor in the Hugging Face cache, and the hub is unreachable; "
-                             f"pass a local model folder, e.g. --model-name \"{hub.MINILM_FOLDER}\"") from None
+            raise ModelError(f"{name}: not a local folder nor in the Hugging Face cache, and the hub is unreachable "
+                             f"or HF_HUB_OFFLINE is set; pass a local model folder, e.g. --model-name "
+                             f"\"{hub.MINILM_FOLDER}\"") from None
         raise ModelError(f"{name}: cannot load a model from it ({first_line(e, type(e).__name__)})") from None
     return model, tokenizer
 
