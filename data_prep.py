@@ -5,14 +5,15 @@
     python data_prep.py --nli-data ../shared/data/nli --hard-negatives   # local files ("train" in the name)
 
 It prints what training would see (`pairs: N`, `triplets: N`, a few examples) and writes nothing.
-Training scripts import `load_nli`, `make_rows`, `epoch_batches` and `collate` from here; other tables
-(--train-data) are read by mnr/tables.py.
+Training scripts import `load_nli`, `make_rows`, `sampled_batches` (`epoch_batches` by default) and `collate` from
+here; other tables (--train-data) are read by mnr/tables.py.
 """
+import os
 import random
 from collections import defaultdict
 
 from mnr import hub
-from mnr.errors import DataError, exit_on_input_error
+from mnr.errors import ConfigError, DataError, exit_on_input_error
 from mnr.flags import add_block_flags, new_parser, parse_flags
 from mnr.models import MAX_LENGTH
 from mnr.tables import NLI_COLUMNS, data_files, load_table
@@ -31,7 +32,8 @@ LOCAL_NLI = "--nli-data PATH (e.g. the sample shipped with the repository: --nli
 
 # ---------------------------------------------------------------------------------------------------------
 # Loading: the hub (as in the tutorial) or local files. Both end in one `datasets.Dataset` with the columns
-# premise, hypothesis, label (int), so everything after loading is the same code.
+# premise, hypothesis, label (int), so everything after loading is the same code, and source: where each row
+# came from (snli or mnli from the hub, a local row's file name), for --batch-sampler by-source.
 
 def load_hub_nli():
     """SNLI train + MultiNLI train, as the tutorial builds them (942,854 rows before filtering)."""
@@ -46,7 +48,8 @@ def load_hub_nli():
     mnli = mnli.remove_columns([c for c in mnli.column_names if c not in NLI_COLUMNS])
     # SNLI's label is a ClassLabel with the same names as MNLI's; casting makes the two concatenable.
     snli = snli.cast(mnli.features)
-    return datasets.concatenate_datasets([snli, mnli])
+    return datasets.concatenate_datasets([snli.add_column("source", ["snli"] * len(snli)),
+                                          mnli.add_column("source", ["mnli"] * len(mnli))])
 
 
 def _label_to_int(path):
@@ -73,12 +76,15 @@ def load_local_nli(path):
     for f in data_files(path):
         ds = load_table(f, NLI_COLUMNS)
         ds = ds.map(_label_to_int(f), batched=True, features=features)
-        parts.append(ds)
+        parts.append(ds.add_column("source", [os.path.basename(f)] * len(ds)))
     return datasets.concatenate_datasets(parts)
 
 
 def load_nli(source="hub"):
-    """`hub` or a local path -> Dataset(premise, hypothesis, label) with every label in {-1, 0, 1, 2}."""
+    """`hub` or a local path -> Dataset(premise, hypothesis, label, source) with every label in {-1, 0, 1, 2}."""
+    missing = [] if source == "hub" else [part for part in source.split(",") if not os.path.exists(part)]
+    if missing:  # e.g. ../shared/data/nli in a fresh clone: name the sample that is there
+        raise DataError(f"{missing[0]}: no such file or directory; give {LOCAL_NLI}")
     return load_hub_nli() if source == "hub" else load_local_nli(source)
 
 
@@ -88,22 +94,27 @@ def load_nli(source="hub"):
 # (premise, entailed hypothesis, contradicted hypothesis of the same premise): a contradiction is the
 # closest thing NLI has to a near-miss document, which is what makes a negative "hard".
 
-def make_rows(nli, hard_negatives=False):
+def make_rows(nli, hard_negatives=False, with_sources=False):
     """Dataset(premise, hypothesis, label) -> list of (anchor, positive) or (anchor, positive, negative) tuples.
 
     Triplets: every (entailment, contradiction) combination for each premise, in the data's order; premises
-    with no contradiction produce none. Identical premise strings count as the same premise."""
+    with no contradiction produce none. Identical premise strings count as the same premise.
+    `with_sources`: -> (rows, each row's source), the source of its entailment pair (the Dataset's source column)."""
     premises, hypotheses, labels = nli["premise"], nli["hypothesis"], nli["label"]
+    sources = nli["source"] if with_sources else [None] * len(labels)
     if not hard_negatives:
-        return [(p, h) for p, h, y in zip(premises, hypotheses, labels) if y == ENTAILMENT]
-    entailed, contradicted = defaultdict(list), defaultdict(list)
-    for p, h, y in zip(premises, hypotheses, labels):
-        if y == ENTAILMENT:
-            entailed[p].append(h)
-        elif y == CONTRADICTION:
-            contradicted[p].append(h)
-    return [(p, pos, neg) for p, positives in entailed.items() for pos in positives
-            for neg in contradicted.get(p, ())]
+        found = [((p, h), s) for p, h, y, s in zip(premises, hypotheses, labels, sources) if y == ENTAILMENT]
+    else:
+        entailed, contradicted = defaultdict(list), defaultdict(list)
+        for p, h, y, s in zip(premises, hypotheses, labels, sources):
+            if y == ENTAILMENT:
+                entailed[p].append((h, s))
+            elif y == CONTRADICTION:
+                contradicted[p].append(h)
+        found = [((p, pos, neg), s) for p, positives in entailed.items() for pos, s in positives
+                 for neg in contradicted.get(p, ())]
+    rows = [row for row, _ in found]
+    return (rows, [s for _, s in found]) if with_sources else rows
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -124,7 +135,8 @@ def epoch_batches(rows, batch_size, seed, epoch=0):
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     if batch_size > len(rows):
-        raise DataError(f"batch size {batch_size} is larger than the {len(rows)} usable rows")
+        raise DataError(f"batch size {batch_size} is larger than the {len(rows)} usable rows, so there would be no "
+                        "step; lower --batch-size or give more rows")
     order = list(range(len(rows)))
     random.Random(f"{seed}-{epoch}").shuffle(order)
     waiting = dict.fromkeys(order)  # insertion-ordered: rows that clashed stay at the front, first in line
@@ -144,6 +156,45 @@ def epoch_batches(rows, batch_size, seed, epoch=0):
         for j in batch:
             del waiting[j]
         batches.append(batch)
+
+
+# Other batch compositions (mnr/samplers.py): the same duplicate-free batches, each drawn from one group of rows,
+# a topic cluster (TAS-B) or a data source.
+
+def sampled_batches(rows, sources, sampler, batch_size, seed, epochs, clusters=None, model_name=None):
+    """Every epoch's batches, in order, as --batch-sampler composes them: "no-duplicates" is epoch_batches;
+    "by-source" draws each batch from one source (`sources`: each row's), "clustered" from one k-means cluster of
+    the anchors as `model_name` embeds them (`clusters` clusters; None: samplers.default_clusters)."""
+    from mnr import samplers
+    if clusters is not None and (clusters < 2 or sampler != "clustered"):
+        raise ConfigError(f"--clusters {clusters}: give 2 or more, with --batch-sampler clustered")
+    groups = None
+    if sampler == "by-source":
+        if len(set(sources)) < 2:
+            raise ConfigError(f"--batch-sampler by-source: all rows come from one source ({sources[0]}); give "
+                              "several files (a folder or a comma-separated list)")
+        groups = sources
+    elif sampler == "clustered":
+        groups = anchor_clusters(rows, model_name, clusters or samplers.default_clusters(len(rows), batch_size), seed)
+    return [batch for epoch in range(epochs) for batch in (
+        epoch_batches(rows, batch_size, seed, epoch) if groups is None else
+        samplers.grouped_batches(rows, groups, batch_size, seed, epoch, epoch_batches))]
+
+
+def anchor_clusters(rows, model_name, k, seed):
+    """TAS-B's topics: each row's cluster, k-means (mnr/samplers.py) over the start model's embeddings of the
+    anchors, each distinct anchor embedded once. Under torchrun only rank 0 embeds and clusters, and every
+    process takes its clusters, so all draw the same batches."""
+    from mnr import distributed, samplers
+    from mnr.models import load_encoder
+    from pooling import encode
+    anchors = list(dict.fromkeys(row[0] for row in rows))
+    clusters = None
+    if distributed.rank() == 0:
+        found = samplers.kmeans(encode(load_encoder(model_name), anchors, progress="embedding anchors"), k, seed)
+        clusters = dict(zip(anchors, found.tolist()))
+    clusters = distributed.gather_objects(clusters)[0]  # a collective: every process takes part
+    return [clusters[row[0]] for row in rows]
 
 
 def collate(rows, tokenizer, max_length=MAX_LENGTH, pad_to_max_length=False):

@@ -77,8 +77,8 @@ def _load_hub_beir(name):
             splits = datasets.load_dataset(name, config)
             parts[config] = splits["test" if "test" in splits else next(iter(splits))]
     except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
-        raise DataError(f"could not load {name} from the hub ({type(e).__name__}: "
-                                  f"{first_line(e)})") from None
+        raise DataError(f"{name}: no such folder, and it could not be loaded from the hub as a NanoBEIR name "
+                        f"({type(e).__name__}: {first_line(e)})") from None
     corpus, queries, qrels = parts["corpus"], parts["queries"], parts["qrels"]
     titles = corpus["title"] if "title" in corpus.column_names else [None] * len(corpus)
     scores = qrels["score"] if "score" in qrels.column_names else [1] * len(qrels)

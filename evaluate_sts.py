@@ -57,7 +57,7 @@ def load_sts(source, split="dev"):
         candidates = [os.path.join(source, f"{split}{ext}") for ext in (".tsv.gz", ".tsv", ".csv.gz", ".csv")]
         path = next((c for c in candidates if os.path.exists(c)), candidates[0])
     if not os.path.exists(path):
-        raise DataError(f"{path}: no such file or directory")
+        raise DataError(f"{path}: no such file or directory; give {LOCAL_STS}")
     ds = load_table(path, STS_COLUMNS)
     gold = []
     for value in ds["score"]:

@@ -84,6 +84,9 @@ def parse_args(argv=None):
     if args.guide_model:  # GIST masks the query->document scores; these losses also rank queries and documents
         # against each other, which would need the guide's masks for every direction: not done here.
         parser.error("--guide-model works with train_mnr.py's MNR loss only")
+    if args.hardness_mode or args.hardness_strength:  # the weighting lives in mnr_loss; these losses' other
+        # directions (query->query, document->query, ...) would each need their own choice of negatives to weigh.
+        parser.error("--hardness-mode and --hardness-strength work with train_mnr.py's MNR loss only")
     return args
 
 

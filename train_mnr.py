@@ -58,10 +58,8 @@ TRAIN_DATA: str | None = None  # instead of NLI: a table of (anchor, positive, n
 MAX_LENGTH = DEFAULT_MAX_LENGTH  # tokens kept per sentence; NLI sentences rarely come near it
 PAD_TO_MAX_LENGTH = False  # pad every row to MAX_LENGTH as the tutorial did: only to measure the waste
 PACK_SEQUENCES = True      # sentences end to end in one forward, no padding computed (mnr/packing.py): same result
-BATCH_SAMPLER = "no-duplicates"  # how rows become batches: shuffled (no-duplicates), one k-means cluster of anchors
-                           # per batch (clustered, TAS-B), or one data file per batch (by-source); none repeats a text
-CLUSTERS: int | None = None  # with clustered: k-means clusters; None: one per 8 batches of rows, so each cluster
-                           # fills several batches and few rows are left over
+BATCH_SAMPLER = "no-duplicates"  # shuffled; or one topic (clustered, TAS-B) or one file (by-source) per batch
+CLUSTERS: int | None = None  # clustered: k-means clusters of the anchors; None: one per 8 batches' worth of rows
 # model
 MODEL_NAME = "bert-base-uncased"  # the pretrained model to start from: a hub name or a local folder
 POOLING = "mean"           # how token vectors become one sentence vector: the mean of the real tokens, as SBERT
@@ -121,10 +119,7 @@ def check_args(args):
         raise ConfigError(f"--output-dir {args.output_dir} is an existing file, not a folder")
     if args.train_data and (args.nli_data != NLI_DATA or args.hard_negatives):
         raise ConfigError("--train-data replaces the NLI data: give it without --nli-data and --hard-negatives")
-    if args.hardness_strength < 0 or bool(args.hardness_mode) != bool(args.hardness_strength):
-        raise ConfigError("--hardness-mode and a positive --hardness-strength go together (one does nothing alone)")
-    if args.clusters is not None and (args.clusters < 2 or args.batch_sampler != "clustered"):
-        raise ConfigError(f"--clusters {args.clusters}: give 2 or more, with --batch-sampler clustered")
+    hardness.check_flags(args.hardness_mode, args.hardness_strength)
     matryoshka.parse_dims(args.matryoshka_dims, args.matryoshka_weights)
     check_model_name(args.model_name)
     if args.guide_model:
@@ -146,14 +141,15 @@ def load_batches(args):
     Data that gives no step is refused here, before a model is loaded or a file written."""
     source = args.train_data or args.nli_data
     if args.train_data:  # any (anchor, positive, negatives...) table: every negative column is more candidates
-        rows = load_train_data(args.train_data)
+        rows, sources = load_train_data(args.train_data, with_sources=True)
     else:
-        rows = data_prep.make_rows(data_prep.load_nli(args.nli_data), hard_negatives=args.hard_negatives)
+        rows, sources = data_prep.make_rows(data_prep.load_nli(args.nli_data), args.hard_negatives, with_sources=True)
     if not rows:  # only NLI data can filter down to nothing (load_train_data refuses an empty table)
         raise DataError(f"{source}: no usable rows (no entailment pairs"
                         f"{' with a contradiction of the same premise' if args.hard_negatives else ''})")
-    batches = [batch for epoch in range(args.epochs)
-               for batch in data_prep.epoch_batches(rows, args.batch_size, args.seed, epoch)]
+    hardness.check_flags(args.hardness_mode, args.hardness_strength, len(rows[0]), source)
+    batches = data_prep.sampled_batches(rows, sources, args.batch_sampler, args.batch_size, args.seed, args.epochs,
+                                        args.clusters, args.model_name)  # --batch-sampler's, every epoch in order
     if not batches:
         raise DataError(f"{source}: {len(rows)} rows give no full batch of {args.batch_size} without a repeated "
                         "text, so there would be no step; lower --batch-size")
@@ -174,7 +170,8 @@ def candidates(positive, negatives=None):
     return torch.cat([positive, *([negatives] if torch.is_tensor(negatives) else negatives or [])])
 
 
-def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0, exclude=None):
+def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0, exclude=None, hardness_mode=None,
+             hardness_strength=0.0):
     """Multiple Negatives Ranking loss (Henderson et al. 2017, "Efficient Natural Language Response Suggestion").
 
     Each anchor must pick its own positive out of every positive in the batch (and every hard negative): a
@@ -182,8 +179,12 @@ def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0, exclu
     anchor (b, D); positive (B, D); negatives: None, (B, D) or a list of (B, D) -> scalar. In one process b = B.
     Under torchrun the anchors are this process's b queries and the candidates the whole global batch: anchor
     i's positive is then row label_offset + i. `exclude`: (b, B*(1+k)) True for candidates to leave out of the
-    softmax (false negatives, see mnr/gist.py)."""
-    scores = cos_sim(anchor, candidates(positive, negatives)) * scale  # (b, B*(1+k))
+    softmax (false negatives, see mnr/gist.py). `hardness_mode`, `hardness_strength`: hard negatives weigh more
+    (mnr/hardness.py)."""
+    cosines = cos_sim(anchor, candidates(positive, negatives))  # (b, B*(1+k))
+    scores = cosines * scale  # (b, B*(1+k))
+    if hardness_mode and hardness_strength:  # + strength x cosine, without gradient, on the negatives the mode names
+        scores = scores + hardness.penalty(cosines, len(positive), hardness_mode, hardness_strength, label_offset)
     if exclude is not None:
         scores = scores.masked_fill(exclude, float("-inf"))  # a left-out candidate gets probability 0
     # Anchor i's right answer is column i, its own positive, so the labels are simply 0, 1, ..., b-1 (shifted
@@ -199,14 +200,15 @@ def guided_exclusions(guide, batch_rows, margin, share, device):
     return gist.guided_exclusions(guide_columns, margin, share, device)
 
 
-def batch_loss(embeddings, loss_fn, scale, share, exclude=None):
+def batch_loss(embeddings, loss_fn, scale, share, exclude=None, hardness=None):
     """Per-column embeddings of this process's rows -> `loss_fn` (mnr_loss) of its queries against the whole
-    batch, in fp32. In one process this is loss_fn(anchor, positive, negatives, scale)."""
+    batch, in fp32. In one process this is loss_fn(anchor, positive, negatives, scale). `hardness`: mnr_loss's
+    hardness_mode and hardness_strength, as a dict, when they are set."""
     anchor, positive, *negatives = [e.float() for e in embeddings]
     if distributed.world_size() > 1:  # torchrun (mnr/distributed.py): every process's candidates, with their graph
         positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
     guided = {} if exclude is None else {"exclude": exclude}  # GIST's false negatives, when a guide marked them
-    return loss_fn(anchor, positive, negatives, scale=scale, label_offset=share.start, **guided)
+    return loss_fn(anchor, positive, negatives, scale=scale, label_offset=share.start, **guided, **(hardness or {}))
 
 
 # ---- 7. Optimiser: AdamW with linear warmup and decay ---------------------------------------------------------
@@ -239,6 +241,8 @@ def setup(args, loss_fn, command=None, defaults=None):
         run.model, device_ids=[device.index] if device.type == "cuda" else None)
     run.pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(run.model)
     run.guide = load_encoder(args.guide_model, device) if args.guide_model else None  # frozen, in eval mode
+    run.hardness = args.hardness_mode and {"hardness_mode": args.hardness_mode,  # mnr_loss's, via batch_loss
+                                           "hardness_strength": args.hardness_strength}
     run.loss_fn = loss_fn if not args.matryoshka_dims else matryoshka.loss_from_flags(  # the loss on each cut, summed
         loss_fn, args.matryoshka_dims, args.matryoshka_weights, run.model.config.hidden_size)
     # 7. AdamW, warmup then linear decay; a resumed run restores both, the step and the RNG streams.
@@ -252,20 +256,12 @@ def setup(args, loss_fn, command=None, defaults=None):
                                                           run.scheduler, config_of(args), world)
         run.print(f"resumed from {path} (step {run.start_step} of {run.total_steps})")
     run.sts = evaluate_sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
-    run.print(describe_run(args, run, defaults))
+    default_config = config_of(defaults or parse_args([]))
+    run.print(train_log.describe_run(config_of(args), default_config, run.rows, run.total_steps, world, device))
     run.log = train_log.open_log(args.output_dir, run.start_step) if run.master else None
-    run.facts = model_card.run_facts(config_of(args), config_of(defaults or parse_args([])), command, device,
-                                     run.rows, run.total_steps, loss_fn)  # what the card tells beyond the config
+    run.facts = model_card.run_facts(config_of(args), default_config, command, device, run.rows, run.total_steps,
+                                     loss_fn)  # what the card tells beyond the config
     return run
-
-
-def describe_run(args, run, defaults):
-    negatives = args.batch_size * (len(run.rows[0]) - 1) - 1
-    changed = [f"{k}={v}" for k, v in config_of(args).items() if v != config_of(defaults or parse_args([])).get(k)]
-    return (f"{'triplets' if len(run.rows[0]) > 2 else 'pairs'}: {len(run.rows)}  steps: {run.total_steps}  global "
-            f"batch: {args.batch_size} = {run.world} process(es) x {args.batch_size // run.world}  (each query "
-            f"against {negatives} in-batch negatives)  device: {run.device}, {args.precision}\n"
-            f"changed from the defaults: {', '.join(changed) or 'nothing'}")
 
 
 # ---- 8. The loop ----------------------------------------------------------------------------------------------
@@ -294,12 +290,12 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
             if args.mini_batch_size:  # GradCache (mnr/gradcache.py): the same gradient, in one mini-batch's memory
                 loss = gradcache.cached_backward(
                     model, columns, lambda m, cols: embed_columns(m, cols, args.pooling, run.pack),
-                    lambda e: batch_loss(e, run.loss_fn, args.scale, run.share, exclude),
+                    lambda e: batch_loss(e, run.loss_fn, args.scale, run.share, exclude, run.hardness),
                     args.mini_batch_size, device, args.precision)
             else:
                 with autocast(device, args.precision):  # 4-5. one model embeds every column: [anchor, positive, ...]
                     embeddings = embed_columns(model, columns, args.pooling, run.pack)
-                loss = batch_loss(embeddings, run.loss_fn, args.scale, run.share, exclude)  # 6. MNR loss
+                loss = batch_loss(embeddings, run.loss_fn, args.scale, run.share, exclude, run.hardness)  # 6. MNR loss
                 loss.backward()
             loss_value = distributed.mean_across_ranks(loss.detach()).item()  # a CPU-GPU sync, once per step
             if not math.isfinite(loss_value):

@@ -22,13 +22,15 @@ CONSTANT = re.compile(r"^([A-Z][A-Z0-9_]*)(?:\s*:\s*[^=]+)?\s*=\s*.+?\s+#\s?(.*)
 
 
 def examples(doc):
-    """The docstring's example commands: the paragraphs after its first line that hold indented (command) lines."""
+    """The docstring's example commands: after its first line, the first run of paragraphs that hold indented
+    (command) lines; a paragraph of prose before them (train_bidirectional.py's) is passed over."""
     paragraphs = re.split(r"\n\s*\n", doc.strip())[1:]
     shown = []
     for paragraph in paragraphs:
-        if not any(line.startswith("    ") for line in paragraph.splitlines()):
+        if any(line.startswith("    ") for line in paragraph.splitlines()):
+            shown.append(paragraph)
+        elif shown:
             break
-        shown.append(paragraph)
     return "examples:\n" + "\n\n".join(shown) if shown else None
 
 
@@ -40,7 +42,8 @@ def new_parser(doc):
 
 
 def read_block(path):
-    """A script's hyperparameter block -> [(header, [(NAME, why), ...]), ...] in file order."""
+    """A script's hyperparameter block -> [(header, [(NAME, why), ...]), ...] in file order; header None for
+    constants before any header."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(BLOCK_START)) + 1
@@ -51,7 +54,7 @@ def read_block(path):
         match = CONSTANT.match(line)
         if match:
             if constants is None:  # constants before any header
-                groups.append(("options", constants := []))
+                groups.append((None, constants := []))
             constants.append([match[1], match[2].strip()])
         elif line.startswith("#"):
             groups.append((line.lstrip("# ").rstrip("- "), constants := []))
@@ -89,10 +92,17 @@ def add_flag(parser, name, default, why, flag_type, **kwargs):
 
 def add_block_flags(parser, script_globals, **overrides):
     """One flag per constant of the block in the script whose globals() these are. `overrides`: per flag name
-    (lowercase), extra add_argument keywords, e.g. pooling={"choices": POOLINGS}. -> the parser."""
+    (lowercase), extra add_argument keywords, e.g. pooling={"choices": POOLINGS}. -> the parser.
+    A header the parser already has (a script adding its block to another's, as train_bidirectional.py's `loss`)
+    adds to that section instead of printing a second one; constants under no header join argparse's own
+    "options" (with -h), not a second section of that name."""
     annotations = script_globals.get("__annotations__", {})
+    sections = {group.title: group for group in parser._action_groups}
     for header, constants in read_block(script_globals["__file__"]):
-        group = parser.add_argument_group(header)
+        if header is None:
+            group = parser._optionals
+        elif (group := sections.get(header)) is None:
+            group = sections[header] = parser.add_argument_group(header)
         for name, why in constants:
             default = script_globals[name]
             add_flag(group, name.lower(), default, why, value_type(name, default, annotations),

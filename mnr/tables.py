@@ -33,6 +33,10 @@ def data_files(path):
         if os.path.isdir(part):
             found = sorted(os.path.join(part, f) for f in os.listdir(part)
                            if "train" in f and _format(f) is not None)
+            if not found and os.path.isdir(os.path.join(part, "qrels")):  # a BEIR folder with a file missing
+                missing = [f for f in ("corpus.jsonl", "queries.jsonl") if not os.path.isfile(os.path.join(part, f))]
+                raise DataError(f"{part}: a BEIR folder (it has qrels/) needs corpus.jsonl and queries.jsonl beside "
+                                f"qrels/; missing: {', '.join(missing)}")
             if not found:
                 raise DataError(f"{part}: no data file with 'train' in its name "
                                 "(.tsv, .csv, .jsonl, .json, .parquet, optionally .gz)")
@@ -123,23 +127,31 @@ def table_rows(where, ds):
 
 def check_texts_are_texts(where, names, rows):
     """Refuse a table whose anchor or positive column holds only numbers or ids (a qrels file, an id map):
-    training on it would run and teach nothing."""
+    training on it would run and teach nothing. A BEIR qrels file gets the folder to give instead."""
     for j in (0, 1):
         if all(ID_LIKE.match(row[j].strip()) for row in rows):
-            raise DataError(f"{where}: column {j + 1} ({names[j]!r}) holds only numbers or ids (e.g. {rows[0][j]!r}), "
-                            "not texts; give a table of (anchor, positive, ...) texts, or a BEIR folder itself "
-                            "(the folder that holds corpus.jsonl, queries.jsonl and qrels/)")
+            if os.path.basename(os.path.dirname(os.path.abspath(where))) == "qrels":
+                folder = os.path.dirname(os.path.dirname(os.path.normpath(where))) or "."  # as the user wrote it
+                advice = (f"this is a BEIR qrels file: pass the BEIR folder itself, --train-data {folder} "
+                          "(it reads corpus.jsonl, queries.jsonl and qrels/train.tsv)")
+            else:
+                advice = ("give a table of (anchor, positive, ...) texts, or a BEIR folder itself (the folder that "
+                          "holds corpus.jsonl, queries.jsonl and qrels/)")
+            raise DataError(f"{where}: the texts of column {j + 1} ({names[j]!r}) look like ids or numbers "
+                            f"(e.g. {rows[0][j]!r}), not sentences; {advice}")
 
 
-def load_train_data(source):
+def load_train_data(source, with_sources=False):
     """--train-data: a local table, a BEIR folder or a hub dataset -> list of (anchor, positive, negative_1, ...).
 
     Columns are taken by position: anchor, positive, then zero or more negatives, whatever their names.
     Every file of one source must have the same number of columns, and at least two. A BEIR folder gives one
-    (query, document) pair per positive train qrel (mnr/beir.py)."""
+    (query, document) pair per positive train qrel (mnr/beir.py). `with_sources`: -> (rows, each row's source),
+    the file it came from (a BEIR folder or a hub dataset is one source), for --batch-sampler by-source."""
     if beir.is_beir_folder(source):
-        return beir.train_pairs(source)
-    rows, width = [], None
+        rows = beir.train_pairs(source)
+        return (rows, [source] * len(rows)) if with_sources else rows
+    rows, width, sources = [], None, []
     for where, ds in load_tables(source):
         if len(ds.column_names) < 2:
             raise DataError(f"{where}: {len(ds.column_names)} column(s) ({', '.join(ds.column_names)}); "
@@ -151,7 +163,8 @@ def load_train_data(source):
         found = table_rows(where, ds)
         check_texts_are_texts(where, ds.column_names, found)
         rows += found
-    return rows
+        sources += [where] * len(found)
+    return (rows, sources) if with_sources else rows
 
 
 def load_texts(source, local_alternative):

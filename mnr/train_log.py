@@ -1,4 +1,5 @@
-"""OUTPUT_DIR/train_log.jsonl: one JSON line per step (loss, learning rate, gradient norm, speed) and per score."""
+"""OUTPUT_DIR/train_log.jsonl: one JSON line per step (loss, learning rate, gradient norm, speed) and per score;
+and the lines a run prints about itself at the start."""
 import json
 import os
 
@@ -30,3 +31,15 @@ def log_step(log, step, loss, lr, grad_norm, pairs_per_s, device, false_negative
     if device.type == "cuda":
         record["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
     write(log, record)
+
+
+def describe_run(config, defaults, rows, steps, world, device):
+    """What a run prints before its first step: data, steps, the global batch and its in-batch negatives per query,
+    device, and every hyperparameter changed from `defaults` (both as {"BATCH_SIZE": 32, ...})."""
+    batch_size = config["BATCH_SIZE"]
+    negatives = batch_size * (len(rows[0]) - 1) - 1
+    changed = [f"{k}={v}" for k, v in config.items() if v != defaults.get(k)]
+    return (f"{'triplets' if len(rows[0]) > 2 else 'pairs'}: {len(rows)}  steps: {steps}  global batch: "
+            f"{batch_size} = {world} process(es) x {batch_size // world}  (each query against {negatives} in-batch "
+            f"negatives)  device: {device}, {config['PRECISION']}\n"
+            f"changed from the defaults: {', '.join(changed) or 'nothing'}")

@@ -30,11 +30,25 @@ FULL_DATA = all(os.path.exists(os.path.join(FULL_DATA_DIR, f)) for f in
 DATA_DIR, DATA_FILES = (FULL_DATA_DIR, FULL_FILES) if FULL_DATA else (SAMPLE_DIR, SAMPLE_FILES)
 
 
-def pytest_report_header(config):
+def data_line():
     if FULL_DATA:
         return f"data: full local files in {os.path.abspath(DATA_DIR)}"
     return (f"data: the sample in tests/data (no complete nli/ + stsb/ at {os.path.abspath(FULL_DATA_DIR)}; "
             "set MNR_DATA_DIR to use full files)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a minute or more (e.g. the README's quick start); -m 'not slow' skips")
+
+
+def pytest_report_header(config):
+    return data_line()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """-q hides the header, and with it the data line: say it at the end instead (once, in either mode)."""
+    if config.get_verbosity() < 0:
+        terminalreporter.write_line(data_line())
 
 
 def data_path(*parts):

@@ -1,0 +1,306 @@
+"""Batch composition (--batch-sampler, --clusters; mnr/samplers.py, data_prep.sampled_batches), the false-negative
+share, and seconds-long versions of compare_runs.py's scifact and batch presets.
+
+Every sampler keeps the tutorial's rules (full batches, no text twice in a batch, one use of a row per epoch,
+seeded); clustered batches come from one k-means cluster, by-source batches from one source; resuming with
+another sampler is refused."""
+import gzip
+import json
+import os
+
+import pytest
+import torch
+
+import compare_runs
+import data_prep
+import train_mnr
+from conftest import SAMPLE_DIR, write_tsv
+from mnr import samplers
+from mnr.errors import ConfigError
+from mnr.tables import load_train_data
+
+
+def hand_rows(sizes=(("a", 30), ("b", 20), ("c", 10)), repeat=True):
+    """Rows in groups of the given sizes; with `repeat`, each premise in two rows of its group, as in NLI."""
+    rows, groups = [], []
+    for group, size in sizes:
+        for i in range(size):
+            rows.append((f"{group} premise {i // 2 if repeat else i}", f"{group} hypothesis {i}"))
+            groups.append(group)
+    return rows, groups
+
+
+def check_batches(rows, batches, batch_size):
+    """The tutorial's rules: full batches, no text twice in a batch, no row twice in an epoch."""
+    assert batches
+    for batch in batches:
+        texts = [text for i in batch for text in rows[i]]
+        assert len(batch) == batch_size and len(set(texts)) == len(texts)
+    used = [i for batch in batches for i in batch]
+    assert len(used) == len(set(used))
+
+
+def grouped(rows, groups, batch_size, seed, epoch=0):
+    return samplers.grouped_batches(rows, groups, batch_size, seed, epoch, data_prep.epoch_batches)
+
+
+def test_grouped_batches_are_duplicate_free_and_each_from_one_group():
+    rows, groups = hand_rows()
+    for seed in range(5):
+        batches = grouped(rows, groups, 5, seed=seed)
+        check_batches(rows, batches, 5)
+        assert all(len({groups[i] for i in batch}) == 1 for batch in batches)
+    rows, groups = hand_rows(repeat=False)  # no shared text: every group fills batches to its last row
+    batches = grouped(rows, groups, 5, seed=0)
+    counts = {g: sum(groups[batch[0]] == g for batch in batches) for g in "abc"}
+    assert counts == {"a": 6, "b": 4, "c": 2}  # every group in proportion to its size
+
+
+def test_grouped_batches_are_seeded():
+    rows, groups = hand_rows()
+    first = grouped(rows, groups, 5, seed=1)
+    assert grouped(rows, groups, 5, seed=1) == first
+    assert grouped(rows, groups, 5, seed=2) != first
+    assert grouped(rows, groups, 5, seed=1, epoch=1) != first  # each epoch reshuffles
+    # The groups are interleaved, not laid one after another: some seed starts with a group other than the first.
+    assert {groups[grouped(rows, groups, 5, seed)[0][0]] for seed in range(20)} != {"a"}
+
+
+def test_a_group_smaller_than_a_batch_gives_no_batch():
+    rows, groups = hand_rows((("a", 30), ("b", 20), ("c", 4)), repeat=False)
+    batches = grouped(rows, groups, 6, seed=0)
+    assert {groups[batch[0]] for batch in batches} == {"a", "b"} and len(batches) == 5 + 3
+
+
+def test_kmeans_finds_separated_clusters_and_is_seeded():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.eye(8)[:3] * 10
+    x = torch.cat([centre + torch.randn(20, 8, generator=generator) for centre in centres])
+    labels = samplers.kmeans(x, 3, seed=0)
+    truth = torch.arange(3).repeat_interleave(20)
+    assert all(len(set(labels[truth == c].tolist())) == 1 for c in range(3))  # each blob one cluster...
+    assert len(set(labels.tolist())) == 3  # ...and each its own
+    assert torch.equal(samplers.kmeans(x, 3, seed=0), labels)
+
+
+TOPICS = {  # eight ways to say each of three things: topics MiniLM tells apart
+    "guitar": ["A man is playing a guitar.", "A man plays the guitar.", "A guy is playing guitar.",
+               "Someone is playing an acoustic guitar.", "A man strums his guitar.", "A musician plays a guitar.",
+               "A person is playing the guitar.", "The man is playing a guitar on stage."],
+    "dog": ["A dog is running through a field.", "A dog runs across the grass.", "A brown dog is running outside.",
+            "The dog is running in the park.", "A puppy runs through the field.", "A dog sprints across a meadow.",
+            "A black dog is running on the grass.", "Two dogs are running through a field."],
+    "onion": ["A woman is slicing an onion.", "A woman cuts an onion.", "Someone is chopping an onion.",
+              "A cook slices onions.", "A woman is dicing onions in the kitchen.", "A person is cutting up an onion.",
+              "The woman is slicing onions with a knife.", "A chef chops an onion."],
+}
+
+
+def test_clustered_batches_come_from_one_topic_of_the_start_model(minilm_path):
+    rows = [(anchor, f"{topic} row {i}") for topic, anchors in TOPICS.items() for i, anchor in enumerate(anchors)]
+    topic = {row: name for row, name in zip(rows, [t for t, a in TOPICS.items() for _ in a])}
+    clusters = data_prep.anchor_clusters(rows, minilm_path, 3, seed=0)
+    assert len(set(clusters)) == 3 and all(len({clusters[i] for i in range(len(rows)) if topic[rows[i]] == t}) == 1
+                                           for t in TOPICS)  # MiniLM's clusters are the three topics
+    batches = data_prep.sampled_batches(rows, None, "clustered", 4, seed=0, epochs=2, clusters=3,
+                                        model_name=minilm_path)
+    assert len(batches) == 12  # 24 rows, batches of 4, two epochs
+    for epoch in (batches[:6], batches[6:]):
+        check_batches(rows, epoch, 4)
+    assert all(len({topic[rows[i]] for i in batch}) == 1 for batch in batches)
+    assert batches[:6] != batches[6:]
+
+
+def test_clustered_batches_with_a_tiny_model_are_seeded_and_one_cluster_each(tiny_model_dir):
+    rows = data_prep.make_rows(data_prep.load_nli(os.path.join(SAMPLE_DIR, "nli")))[:400]
+    clusters = data_prep.anchor_clusters(rows, tiny_model_dir, 4, seed=0)
+    batches = data_prep.sampled_batches(rows, None, "clustered", 8, 0, 1, clusters=4, model_name=tiny_model_dir)
+    check_batches(rows, batches, 8)
+    assert all(len({clusters[i] for i in batch}) == 1 for batch in batches)
+    again = data_prep.sampled_batches(rows, None, "clustered", 8, 0, 1, clusters=4, model_name=tiny_model_dir)
+    other = data_prep.sampled_batches(rows, None, "clustered", 8, 1, 1, clusters=4, model_name=tiny_model_dir)
+    assert again == batches and other != batches
+
+
+def write_nli(path, rows):
+    return write_tsv(path, ["premise", "hypothesis", "label"], rows)
+
+
+def two_sources(tmp_path):
+    folder = tmp_path / "nli"
+    folder.mkdir()
+    for name, n in (("first_train.tsv", 24), ("second_train.tsv", 12)):
+        write_nli(folder / name, [(f"{name} premise {i}", f"{name} says {i}", "entailment") for i in range(n)]
+                  + [(f"{name} premise {i}", f"{name} denies {i}", "contradiction") for i in range(0, n, 2)])
+    return str(folder)
+
+
+def test_nli_rows_carry_their_file_as_source_and_stay_the_same_rows(tmp_path, nli_dir):
+    nli = data_prep.load_nli(two_sources(tmp_path))
+    rows, sources = data_prep.make_rows(nli, with_sources=True)
+    assert rows == data_prep.make_rows(nli) and len(sources) == len(rows) == 36
+    assert sources == ["first_train.tsv"] * 24 + ["second_train.tsv"] * 12
+    assert all(row[0].startswith(source) for row, source in zip(rows, sources))
+    triplets, sources = data_prep.make_rows(nli, hard_negatives=True, with_sources=True)
+    assert triplets == data_prep.make_rows(nli, hard_negatives=True) and len(triplets) == 18
+    assert all(row[0].startswith(source) for row, source in zip(triplets, sources))
+    real = data_prep.load_nli(nli_dir)  # the real files: the same rows with or without their sources
+    assert data_prep.make_rows(real, True, with_sources=True)[0] == data_prep.make_rows(real, True)
+
+
+def test_by_source_batches_come_from_one_source(tmp_path):
+    rows, sources = data_prep.make_rows(data_prep.load_nli(two_sources(tmp_path)), with_sources=True)
+    batches = data_prep.sampled_batches(rows, sources, "by-source", 6, seed=0, epochs=1)
+    check_batches(rows, batches, 6)
+    assert all(len({sources[i] for i in batch}) == 1 for batch in batches)
+    assert sorted(sources[batch[0]] for batch in batches) == ["first_train.tsv"] * 4 + ["second_train.tsv"] * 2
+    assert data_prep.sampled_batches(rows, sources, "by-source", 6, seed=0, epochs=1) == batches
+    assert data_prep.sampled_batches(rows, sources, "by-source", 6, seed=1, epochs=1) != batches
+
+
+def test_train_data_list_is_one_source_per_file_and_one_source_is_refused(tmp_path):
+    files = [write_tsv(tmp_path / f"{name}.tsv", ["anchor", "positive"],
+                       [(f"{name} question {i}", f"{name} answer {i}") for i in range(8)]) for name in ("x", "y")]
+    rows, sources = load_train_data(",".join(files), with_sources=True)
+    assert sources == [files[0]] * 8 + [files[1]] * 8 and rows == load_train_data(",".join(files))
+    with pytest.raises(ConfigError, match="one source"):
+        data_prep.sampled_batches(rows[:8], sources[:8], "by-source", 4, seed=0, epochs=1)
+    with pytest.raises(ConfigError, match="--clusters 3"):  # --clusters means nothing to another sampler
+        data_prep.sampled_batches(rows, sources, "by-source", 4, seed=0, epochs=1, clusters=3)
+
+
+def test_the_default_sampler_is_the_tutorials(nli_dir):
+    args = train_mnr.parse_args(["--nli-data", nli_dir, "--batch-size", "16", "--epochs", "2"])
+    rows, batches, _ = train_mnr.load_batches(args)
+    assert batches == [b for epoch in (0, 1) for b in data_prep.epoch_batches(rows, 16, 42, epoch)]
+
+
+def test_false_negative_share_on_a_hand_made_batch():
+    """Two queries about x and two about y, batched (0, 1) and (2, 3). Row 2's positive points at y, and row 3's
+    at x: each query finds the other row's positive closer than its own."""
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    positives = torch.tensor([[1.0, 0.1], [0.1, 1.0], [0.6, 0.8], [1.0, 0.05]])
+    assert samplers.false_negative_share([anchors, positives], [[0, 1]]) == 0.0
+    assert samplers.false_negative_share([anchors, positives], [[2, 3]]) == 1.0
+    assert samplers.false_negative_share([anchors, positives], [[0, 1], [2, 3]]) == 0.5
+    # A negative column counts too: row 0's own negative above its positive.
+    negatives = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, -1.0], [-1.0, -1.0]])
+    assert samplers.false_negative_share([anchors, positives, negatives], [[0, 1]]) == 0.5
+
+
+def run_in_process(argv):
+    try:
+        train_mnr.main(train_mnr.parse_args(argv))
+    except SystemExit as e:
+        return str(e.code)
+    return None
+
+
+def test_resume_refuses_another_sampler(tmp_path, tiny_model_dir):
+    data = os.path.join(SAMPLE_DIR, "nli")  # two train files: SNLI and MultiNLI
+    out = tmp_path / "run"
+    flags = ["--model-name", tiny_model_dir, "--nli-data", data, "--batch-size", "8", "--max-steps", "4",
+             "--save-every", "2", "--output-dir", str(out)]
+    assert run_in_process([*flags, "--batch-sampler", "by-source"]) is None
+    config = json.load(open(out / "training_config.json"))
+    assert config["BATCH_SAMPLER"] == "by-source" and config["CLUSTERS"] is None
+    message = run_in_process([*flags, "--resume"])
+    assert message.startswith("error:") and "--batch-sampler 'no-duplicates'" in message
+    assert "written with 'by-source'" in message
+    message = run_in_process([*flags, "--resume", "--batch-sampler", "clustered", "--clusters", "2"])
+    assert message.startswith("error:") and "--batch-sampler" in message
+
+
+# ---- compare_runs.py's presets, a few steps each -----------------------------------------------------------
+
+def head(src, dst, n):
+    with gzip.open(src, "rt") as f, open(dst, "w") as out:
+        for _ in range(n + 1):
+            out.write(f.readline())
+
+
+@pytest.fixture(scope="module")
+def small_sts(tmp_path_factory, sts_dir):
+    folder = tmp_path_factory.mktemp("sts")
+    for split in ("dev", "test"):
+        head(os.path.join(sts_dir, f"{split}.tsv.gz"), folder / f"{split}.tsv", 40)
+    return str(folder)
+
+
+WORDS = ["protein", "cell", "gene", "virus", "cancer", "brain", "heart", "blood", "liver", "bone", "skin", "lung"]
+
+
+def beir_folder(path):
+    """A small hand-made BEIR folder: 120 documents, 24 train and 6 dev queries, each with one relevant document."""
+    os.makedirs(path / "qrels")
+    documents = [(f"d{i}", f"Study {i} of the {WORDS[i % 12]}", f"We measured how the {WORDS[i % 12]} reacts to "
+                  f"treatment {i} and found effect {i * 7 % 11}.") for i in range(120)]
+    with open(path / "corpus.jsonl", "w") as f:
+        f.writelines(json.dumps({"_id": d, "title": title, "text": text}) + "\n" for d, title, text in documents)
+    with open(path / "queries.jsonl", "w") as f:
+        f.writelines(json.dumps({"_id": f"q{i}", "text": f"Does treatment {i} change the {WORDS[i % 12]}?"}) + "\n"
+                     for i in range(30))
+    for split, queries in (("train", range(24)), ("dev", range(24, 30))):
+        write_tsv(path / "qrels" / f"{split}.tsv", ["query-id", "corpus-id", "score"],
+                  [(f"q{i}", f"d{i}", "1") for i in queries])
+    return str(path)
+
+
+def shrunk(runs, sizes):
+    """A preset's runs with their batch sizes replaced (the real ones are larger than the smoke data)."""
+    return [(name, short, [sizes.get(flag, flag) for flag in command]) for name, short, command in runs]
+
+
+def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):
+    folder = beir_folder(tmp_path / "beir")
+    # The new paths: BEIR pairs, mined from the BEIR corpus once for two runs, GradCache, clustered batches (plain
+    # and hardness-weighted training are the same paths as clustered's, tested in-process in test_hardness.py).
+    # Batch 4 for every run (24 train pairs), before each run's own flags as the preset's batch size would be.
+    runs = [(name, short, [command[0], "--batch-size", "4", *command[1:]])
+            for name, short, command in shrunk(compare_runs.PRESETS["scifact"]["runs"], {"128": "8", "32": "4"})
+            if short in ("mined", "mined-batch128", "clustered")]
+    # The random tiny model scores every text alike: the 5 % margin would leave no negative, and its top-1 is the
+    # same document for most queries (which no batch could hold twice); so no margin, and a random one of the top 30.
+    mine = dict(compare_runs.PRESETS["scifact"]["mine"],
+                mined=["--num-negatives", "1", "--relative-margin", "0", "--sampling", "random"])
+    preset = dict(compare_runs.PRESETS["scifact"], train=folder, beir=[folder, "dev"], sts=small_sts, runs=runs,
+                  mine=mine, flags=["--max-steps", "2", "--max-length", "64"])
+    monkeypatch.setitem(compare_runs.PRESETS, "scifact", preset)
+    out = tmp_path / "out"
+    compare_runs.main(["--preset", "scifact", "--model-name", tiny_model_dir, "--output-dir", str(out),
+                       "--seeds", "1"])
+    rows = {r["run"]: r for r in json.load(open(out / "results.json"))}
+    assert len(rows) == 4 and all(r["ndcg@10"] >= 0 and "recall@100" in r and "sts_test" in r for r in rows.values())
+    assert rows["start model (untrained)"]["commands"] == []
+    mined = rows["+ 1 mined negative, relative margin 0.05"]
+    larger = rows["+ 1 mined negative, batch 128 through GradCache"]
+    assert [c[0] for c in mined["commands"]] == ["mine_negatives.py", "train_mnr.py"]
+    assert mined["commands"][0] == larger["commands"][0]  # mined once, for both runs
+    assert mined["commands"][0][mined["commands"][0].index("--corpus") + 1] == folder
+    config = json.load(open(out / "mined-batch128" / "training_config.json"))
+    assert (config["BATCH_SIZE"], config["MINI_BATCH_SIZE"]) == (8, 4)  # the run's own batch, not the preset's
+    clustered = rows["+ clustered batches (TAS-B)"]["commands"]
+    assert len(clustered) == 1 and clustered[0][clustered[0].index("--train-data") + 1] == folder
+    config = json.load(open(out / "clustered" / "training_config.json"))
+    assert config["BATCH_SAMPLER"] == "clustered" and config["MAX_LENGTH"] == 64
+    table = open(out / "results.md").read()
+    assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 6  # header, rule, 4 rows
+
+
+def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):
+    new_paths = ("batch256", "clustered64", "by-source64")  # GradCache, the two new samplers
+    runs = [run for run in compare_runs.PRESETS["batch"]["runs"] if run[1] in new_paths]
+    preset = dict(compare_runs.PRESETS["batch"], nli=os.path.join(SAMPLE_DIR, "nli"), sts=small_sts,
+                  retrieval=os.path.join(SAMPLE_DIR, "nli", "snli_test_sample.tsv.gz"), flags=["--max-steps", "2"],
+                  runs=shrunk(runs, {"16": "4", "64": "8", "256": "16"}))
+    monkeypatch.setitem(compare_runs.PRESETS, "batch", preset)
+    out = tmp_path / "out"
+    compare_runs.main(["--preset", "batch", "--model-name", tiny_model_dir, "--output-dir", str(out), "--seeds", "1"])
+    rows = {r["run"]: r for r in json.load(open(out / "results.json"))}
+    assert "false_negative_share" not in rows["start model (untrained)"]
+    shares = {name: r["false_negative_share"] for name, r in rows.items() if name != "start model (untrained)"}
+    assert len(shares) == 3 and all(0 <= s <= 1 for s in shares.values())
+    # The share is the run's own batches seen by the start model: recomputed from its command, the same figure.
+    command = rows["batch 64, clustered batches (TAS-B)"]["commands"][0]
+    assert compare_runs.false_negative_share(tiny_model_dir, command) == shares["batch 64, clustered batches (TAS-B)"]
+    assert "false-negative share" in open(out / "results.md").read()
