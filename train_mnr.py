@@ -228,12 +228,13 @@ def setup(args, loss_fn, command=None, defaults=None):
     """Steps 1-7 and what the loop writes to: data, model, loss, optimiser, resume, log -> one namespace."""
     check_args(args)
     rank, world, device = distributed.setup(args.device)
-    args.precision = resolve(args.precision, device)  # what "auto" means here, kept in the config and checkpoints
+    asked, args.precision = args.precision, resolve(args.precision, device)  # what "auto" is here, kept in the config
     torch.manual_seed(args.seed + rank)  # dropout: each process its own stream (every CUDA device is seeded too)
     run = SimpleNamespace(device=device, world=world, master=rank == 0, share=distributed.local_share(args.batch_size))
     run.print = print if run.master else (lambda *a, **k: None)  # only rank 0 prints, logs, evaluates and saves
     # 1-3. Rows and batches: every process draws the same global batches and embeds only its share of each.
     run.rows, run.batches, run.total_steps = load_batches(args)
+    run.sts = evaluate_sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
     # 4-5. The model; under torchrun DDP averages the gradients over processes after each backward.
     run.model, run.tokenizer = load_model(args.model_name, args.dropout)
     run.model.to(device)
@@ -255,9 +256,8 @@ def setup(args, loss_fn, command=None, defaults=None):
         run.start_step, run.rng, path = checkpoint.resume(args.resume, args.output_dir, run.model, run.optimizer,
                                                           run.scheduler, config_of(args), world)
         run.print(f"resumed from {path} (step {run.start_step} of {run.total_steps})")
-    run.sts = evaluate_sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
     default_config = config_of(defaults or parse_args([]))
-    run.print(train_log.describe_run(config_of(args), default_config, run.rows, run.total_steps, world, device))
+    run.print(train_log.describe_run(config_of(args), default_config, run.rows, run.total_steps, world, device, asked))
     run.log = train_log.open_log(args.output_dir, run.start_step) if run.master else None
     run.facts = model_card.run_facts(config_of(args), default_config, command, device, run.rows, run.total_steps,
                                      loss_fn)  # what the card tells beyond the config

@@ -33,12 +33,14 @@ def log_step(log, step, loss, lr, grad_norm, pairs_per_s, device, false_negative
     write(log, record)
 
 
-def describe_run(config, defaults, rows, steps, world, device):
+def describe_run(config, defaults, rows, steps, world, device, precision_asked=None):
     """What a run prints before its first step: data, steps, the global batch and its in-batch negatives per query,
-    device, and every hyperparameter changed from `defaults` (both as {"BATCH_SIZE": 32, ...})."""
+    device and precision, and every hyperparameter changed from `defaults` (both as {"BATCH_SIZE": 32, ...});
+    PRECISION as the user gave it (`precision_asked`), not what "auto" became."""
     batch_size = config["BATCH_SIZE"]
     negatives = batch_size * (len(rows[0]) - 1) - 1
-    changed = [f"{k}={v}" for k, v in config.items() if v != defaults.get(k)]
+    typed = dict(config, PRECISION=precision_asked or config["PRECISION"])
+    changed = [f"{k}={v}" for k, v in typed.items() if v != defaults.get(k)]
     return (f"{'triplets' if len(rows[0]) > 2 else 'pairs'}: {len(rows)}  steps: {steps}  global batch: "
             f"{batch_size} = {world} process(es) x {batch_size // world}  (each query against {negatives} in-batch "
             f"negatives)  device: {device}, {config['PRECISION']}\n"
