@@ -80,8 +80,8 @@ def main(argv=None):
     for kind, names in KINDS.items():
         ms = sum(e.self_cpu_time_total for e in ops if e.key in names) / steps / 1e3
         counted += ms
-        print(f"| {kind} | {ms:.0f} | {ms / total:.0%} |")
-    print(f"| other operators | {total - counted:.0f} | {(total - counted) / total:.0%} |\n| all operators | {total:.0f} | 100% |")
+        print(f"| {kind} | {ms:.1f} | {ms / total:.0%} |")
+    print(f"| other operators | {total - counted:.1f} | {(total - counted) / total:.0%} |\n| all operators | {total:.1f} | 100% |")
     print("\n" + ops.table(sort_by="self_cpu_time_total", row_limit=15))
 
 
