@@ -407,7 +407,8 @@ def main(argv=None):
                 run(f"sentence-transformers batch {batch}",
                     lambda: time_library(size, folder, tokenizer, pairs, batch, device, precision))
     except ImportError as e:
-        run("sentence-transformers comparison", lambda: (True, f"skipped: sentence_transformers not importable ({e})"))
+        reason = f"skipped: sentence_transformers not importable ({e})"
+        run("sentence-transformers comparison", lambda: (True, reason))
     batch, mini = CACHED[size]
     run(f"ours batch {batch} GradCache", lambda: time_ours(size, tokenizer, pairs, batch, device, precision, mini))
     run("GradCache peak memory near its mini-batch's", lambda: check_memory(report["speed"], device, batch, mini))

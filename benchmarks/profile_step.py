@@ -75,7 +75,7 @@ def main(argv=None):
           f"is padded (this run computes the {'packed' if pack else 'padded'} ones)")
     ops = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in ops) / steps / 1e3
-    print(f"\n| kind of work | ms per step | share |\n| --- | --- | --- |")
+    print("\n| kind of work | ms per step | share |\n| --- | --- | --- |")
     counted = 0.0
     for kind, names in KINDS.items():
         ms = sum(e.self_cpu_time_total for e in ops if e.key in names) / steps / 1e3

@@ -146,3 +146,13 @@ def write_tsv(path, header, rows):
         for row in [header, *rows]:
             f.write("\t".join(row) + "\n")
     return str(path)
+
+
+def run_in_process(argv):
+    """train_mnr.py's command line in this process (no interpreter start-up) -> its exit message, or None."""
+    import train_mnr
+    try:
+        train_mnr.main(train_mnr.parse_args(argv))
+    except SystemExit as e:
+        return str(e.code)
+    return None

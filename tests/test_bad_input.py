@@ -2,7 +2,6 @@
 
 Each case runs the command-line entry in-process (`main(argv)` raises SystemExit with the message Python
 would print); test_core_train.py checks the same mechanics through real subprocesses."""
-import gzip
 import os
 
 import pytest
@@ -10,7 +9,6 @@ import pytest
 import evaluate_sts
 import train_mnr
 from conftest import write_tsv
-from mnr import hub
 
 NLI_HEADER = ("premise", "hypothesis", "label")
 

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import time
 
 import pytest
@@ -13,18 +12,10 @@ from safetensors.torch import load_file
 
 from mnr import checkpoint
 import train_mnr
-from conftest import finish, start_script
+from conftest import finish, run_in_process, start_script
 
 THREADS = str(torch.get_num_threads())  # bit-identity holds for equal thread counts: children use this process's
 
-
-def run_in_process(argv):
-    """train_mnr.py's command line in this process (no interpreter start-up) -> its exit message, or None."""
-    try:
-        train_mnr.main(train_mnr.parse_args(argv))
-    except SystemExit as e:
-        return str(e.code)
-    return None
 
 
 def flags(model, data, out, *extra):

@@ -9,7 +9,6 @@ import json
 import os
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 import data_prep

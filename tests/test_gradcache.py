@@ -14,12 +14,13 @@ import train_mnr
 CPU = torch.device("cpu")
 
 
-def backward(model, columns, loss_fn, mini_batch_size=None, pack=True):
-    """One step's forward and backward as train_mnr.train runs it -> (loss, {parameter: gradient})."""
+def backward(model, columns, loss_fn, mini_batch_size=None, pack=True, hardness=None):
+    """One step's forward and backward as train_mnr.train runs it -> (loss, {parameter: gradient}).
+    `hardness`: mnr_loss's hardness options, as train_mnr.batch_loss takes them."""
     model.zero_grad(set_to_none=True)
     embed_fn = functools.partial(train_mnr.embed_columns, pooling="mean", pack=pack)
     loss_of = functools.partial(train_mnr.batch_loss, loss_fn=loss_fn, scale=20.0,
-                                share=slice(0, len(columns[0]["input_ids"])))
+                                share=slice(0, len(columns[0]["input_ids"])), hardness=hardness)
     if mini_batch_size:
         loss = gradcache.cached_backward(model, columns, embed_fn, loss_of, mini_batch_size, CPU)
     else:

@@ -2,7 +2,6 @@
 sentence-transformers' MultipleNegativesRankingLoss(hardness_mode=..., hardness_strength=...), per process under
 torchrun's label offset too, and through GradCache; flags that would do nothing are refused."""
 import copy
-import functools
 
 import pytest
 import torch
@@ -10,8 +9,9 @@ import torch
 import data_prep
 import train_bidirectional
 import train_mnr
-from mnr import gradcache, hardness
+from mnr import hardness
 from mnr.errors import ConfigError
+from test_gradcache import backward
 
 CPU = torch.device("cpu")
 
@@ -86,29 +86,15 @@ def test_hardness_goes_through_batch_loss_and_matryoshka(library_loss):
     assert got.item() == pytest.approx(want.item(), abs=1e-5)
 
 
-def backward(model, columns, hardness_options, mini_batch_size=None):
-    """One step's forward and backward as train_mnr.train runs it -> (loss, {parameter: gradient})."""
-    model.zero_grad(set_to_none=True)
-    embed_fn = functools.partial(train_mnr.embed_columns, pooling="mean", pack=True)
-    loss_of = functools.partial(train_mnr.batch_loss, loss_fn=train_mnr.mnr_loss, scale=20.0,
-                                share=slice(0, len(columns[0]["input_ids"])), hardness=hardness_options)
-    if mini_batch_size:
-        loss = gradcache.cached_backward(model, columns, embed_fn, loss_of, mini_batch_size, CPU)
-    else:
-        loss = loss_of(embed_fn(model, columns))
-        loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("mode", hardness.MODES)
 def test_gradcache_step_equals_plain_step(tiny_model_dir, nli_dir, mode):
     model, tokenizer = train_mnr.load_model(tiny_model_dir, dropout=0.0)
     rows = data_prep.make_rows(data_prep.load_nli(nli_dir), hard_negatives=True)[:12]
     columns = data_prep.collate(rows, tokenizer)
     options = {"hardness_mode": mode, "hardness_strength": 9.0}
-    plain_loss, plain = backward(copy.deepcopy(model), columns, options)
-    cached_loss, cached = backward(copy.deepcopy(model), columns, options, mini_batch_size=5)  # 5, 5, 2
-    unweighted_loss, _ = backward(copy.deepcopy(model), columns, None)
+    plain_loss, plain = backward(copy.deepcopy(model), columns, train_mnr.mnr_loss, hardness=options)
+    cached_loss, cached = backward(copy.deepcopy(model), columns, train_mnr.mnr_loss, 5, hardness=options)  # 5, 5, 2
+    unweighted_loss, _ = backward(copy.deepcopy(model), columns, train_mnr.mnr_loss)
     assert cached_loss.item() == pytest.approx(plain_loss.item(), abs=1e-6)
     assert plain_loss.item() != pytest.approx(unweighted_loss.item(), abs=1e-6)
     assert plain.keys() == cached.keys() and len(plain) > 10

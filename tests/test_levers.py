@@ -14,7 +14,7 @@ import torch
 import compare_runs
 import data_prep
 import train_mnr
-from conftest import SAMPLE_DIR, write_tsv
+from conftest import SAMPLE_DIR, run_in_process, write_tsv
 from mnr import samplers
 from mnr.errors import ConfigError
 from mnr.tables import load_train_data
@@ -187,13 +187,6 @@ def test_false_negative_share_on_a_hand_made_batch():
     negatives = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, -1.0], [-1.0, -1.0]])
     assert samplers.false_negative_share([anchors, positives, negatives], [[0, 1]]) == 0.5
 
-
-def run_in_process(argv):
-    try:
-        train_mnr.main(train_mnr.parse_args(argv))
-    except SystemExit as e:
-        return str(e.code)
-    return None
 
 
 def test_resume_refuses_another_sampler(tmp_path, tiny_model_dir):

@@ -13,7 +13,6 @@ from safetensors.torch import load_file, save_file
 
 from mnr import checkpoint, save
 from mnr import model_card
-import pooling
 from mnr.errors import ResumeError
 from mnr import models
 

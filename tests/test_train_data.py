@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-import data_prep
 from mnr import hub
 from conftest import FULL_DATA, count_rows
 from mnr.errors import DataError
