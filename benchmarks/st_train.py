@@ -98,6 +98,7 @@ def main(argv=None):
                     scored.add(state.global_step)
             log.flush()
 
+    bf16 = torch.cuda.is_available() if args.bf16 is None else args.bf16
     training_args = SentenceTransformerTrainingArguments(
         output_dir=os.path.join(args.output_dir, "trainer"), per_device_train_batch_size=args.batch_size,
         max_steps=steps, learning_rate=args.lr, warmup_steps=int(0.1 * steps), lr_scheduler_type="linear",
@@ -105,7 +106,7 @@ def main(argv=None):
         batch_sampler=(lambda dataset, **kw: batches) if args.our_batches else BatchSamplers.NO_DUPLICATES, logging_steps=1, save_strategy="no", report_to=[],
         eval_strategy="steps" if evaluator and args.eval_every else "no", eval_steps=args.eval_every or None,
         dataloader_drop_last=True, disable_tqdm=False,
-        bf16=torch.cuda.is_available() if args.bf16 is None else args.bf16)
+        bf16=bf16, **({"use_cpu": True} if bf16 and not torch.cuda.is_available() else {}))  # CPU bf16 needs use_cpu
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train,
                                          loss=losses.MultipleNegativesRankingLoss(model), evaluator=evaluator,
                                          callbacks=[JsonlLog()])
