@@ -77,22 +77,19 @@ def sentence_bert_config(start, config, facts):
     return st_config
 
 
-def write_weights(model, tokenizer, folder, config):
+def write_weights(model, tokenizer, folder, start):
     """The transformers part, which alone makes a usable model: weights (safetensors, fp32 whatever autocast
-    computed in), config and tokenizer, plus the start model's pooler weights so AutoModel finds them."""
-    model = getattr(model, "module", model)  # unwrap DDP
-    start = start_model_folder(config["MODEL_NAME"])
+    computed in), config and tokenizer, plus the start model's pooler weights (from the folder `start`, None when
+    not on disk) so AutoModel finds them."""
     state = model.state_dict()
     pooler = {k: v for k, v in start_pooler(start, model.base_model_prefix).items() if k not in state} if start else {}
     model.save_pretrained(folder, state_dict={**state, **pooler} if pooler else None, safe_serialization=True)
     tokenizer.save_pretrained(folder)
 
 
-def write_sentence_transformers_files(model, folder, config, facts=None):
+def write_sentence_transformers_files(model, folder, start, config, facts=None):
     """What sentence-transformers reads to rebuild the same pooling, so all three loaders give the same
     embeddings; the start model's modules after pooling (Normalize, Dense) are kept. Then training_config.json."""
-    model = getattr(model, "module", model)
-    start = start_model_folder(config["MODEL_NAME"])
     later = modules_after_pooling(start) if start else []
     for module in later:  # Normalize has no files; Dense has its weights and config
         if module.get("path") and os.path.isdir(os.path.join(start, module["path"])):
@@ -115,13 +112,15 @@ def write_model_files(model, tokenizer, folder, config, facts=None, shown_as=Non
     """Every file of a saved model into `folder`: the weights first; then the rest, whose failure -> the error
     text (the weights stay), else None. A failure to write the weights raises SaveError naming `shown_as`."""
     shown_as = shown_as or folder
+    model = getattr(model, "module", model)  # unwrap DDP
+    start = start_model_folder(config["MODEL_NAME"])  # what the start model had beyond the trained encoder
     try:
-        write_weights(model, tokenizer, folder, config)
+        write_weights(model, tokenizer, folder, start)
     except Exception as e:  # noqa: BLE001 - safetensors reports a full disk as its own error type, not OSError
         raise SaveError(f"{shown_as}: could not write the model's weights ({first_line(e, type(e).__name__)}); "
                         "the model that was there before is untouched") from None
     try:
-        write_sentence_transformers_files(model, folder, config, facts)
+        write_sentence_transformers_files(model, folder, start, config, facts)
         write_model_card(folder, config, facts)  # last: it describes the files above
     except Exception as e:  # noqa: BLE001 - a card that cannot be written must not cost the trained weights
         return f"{type(e).__name__}: {first_line(e)}"
