@@ -19,9 +19,7 @@ and training commands) and curves.png (loss and STSb dev over steps).
 A run whose output folder already holds a model trained with the same command by the same training code (a
 digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
 """
-import ast
 import functools
-import hashlib
 import json
 import os
 import re
@@ -38,7 +36,7 @@ import evaluate_sts
 import train_mnr
 from mnr import samplers
 from mnr.errors import exit_on_input_error
-from mnr.files import ROOT, read_json, repo_relative, write_json_atomic
+from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
 from mnr.flags import new_parser, parse_flags
 from mnr.models import load_encoder, packaged_minilm
 from pooling import encode
@@ -115,42 +113,6 @@ PRESETS = {
                    ["train_mnr.py", "--batch-size", "64", "--batch-sampler", "by-source"])]},
 }
 SCORING_SCRIPTS = ["evaluate_sts.py", "evaluate_retrieval.py"]  # what score() computes with, imports included
-
-
-def code_files(scripts):
-    """The repository's Python files that `scripts` run: each script and every module of this repository it
-    imports, followed transitively. Derived from the code itself, so a new module can never be left out."""
-    seen, todo = set(), list(scripts)
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
-            tree = ast.parse(f.read())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-            else:
-                continue
-            for name in names:
-                for candidate in (name.replace(".", "/") + ".py", name.replace(".", "/") + "/__init__.py"):
-                    if os.path.isfile(os.path.join(ROOT, candidate)):
-                        todo.append(candidate)
-    return sorted(seen)
-
-
-def code_version(scripts):
-    """A digest of the code `scripts` run (code_files): a model trained, or a score computed, by other code is
-    not reused but made again."""
-    digest = hashlib.sha256()
-    for name in code_files(scripts):
-        digest.update(name.encode())
-        with open(os.path.join(ROOT, name), "rb") as f:
-            digest.update(f.read())
-    return digest.hexdigest()[:16]
 
 
 def run_once(command, out, log_path, product="model.safetensors"):

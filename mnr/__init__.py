@@ -15,5 +15,5 @@
   save.py         the saved model folder (transformers + sentence-transformers), written atomically
   checkpoint.py   checkpoints and a bit-identical resume; train_log.py: the JSONL training log
   model_card.py   the README.md of every saved model
-  files.py        JSON and atomic writes, repository-relative paths
+  files.py        JSON and atomic writes, repository-relative paths, the code a script runs (compare_runs)
 """

@@ -3,7 +3,9 @@
 Everything is written under a temporary name in the destination's own folder (so the final rename stays on one
 filesystem and is atomic) and renamed into place only once complete.
 """
+import ast
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -75,3 +77,39 @@ def repo_relative(text, model=None):
     if model:
         text = text.replace(model, "$MINILM")
     return text.replace(ROOT + os.sep, "")
+
+
+def code_files(scripts, root=ROOT):
+    """The repository's Python files (paths relative to `root`) that `scripts` run: each script and every module of this repository it
+    imports, followed transitively. Derived from the code itself, so a new module can never be left out."""
+    seen, todo = set(), list(scripts)
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        with open(os.path.join(root, path), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                for candidate in (name.replace(".", "/") + ".py", name.replace(".", "/") + "/__init__.py"):
+                    if os.path.isfile(os.path.join(root, candidate)):
+                        todo.append(candidate)
+    return sorted(seen)
+
+
+def code_version(scripts, root=ROOT):
+    """A digest of the code `scripts` run (code_files): compare_runs.py reuses a model trained, or a score
+    computed, only by the same code."""
+    digest = hashlib.sha256()
+    for name in code_files(scripts, root):
+        digest.update(name.encode())
+        with open(os.path.join(root, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]

@@ -17,6 +17,7 @@ import compare_runs
 from conftest import ROOT, finish, run_script, script_env
 from mnr import checkpoint, save
 from mnr.errors import SaveError
+from mnr.files import code_files, code_version
 from mnr.models import load_model
 
 SCRIPTS = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "*.py"))}
@@ -129,15 +130,15 @@ def test_a_damaged_checkpoint_is_passed_over_or_named(tmp_path, tiny_model_dir, 
     assert failed.stderr.strip().splitlines()[-1].startswith(f"error: {state}: damaged")  # the oldest, tried last
 
 
-def test_compare_runs_notices_a_changed_module(tmp_path, monkeypatch):
-    files = compare_runs.code_files(["train_mnr.py"])
+def test_compare_runs_notices_a_changed_module(tmp_path):
+    assert compare_runs.code_version is code_version  # the digest compare_runs stamps runs and scores with
+    files = code_files(["train_mnr.py"])
     assert {"mnr/gist.py", "mnr/hub.py", "mnr/errors.py", "evaluate_sts.py", "pooling.py"} <= set(files)
     copy = tmp_path / "repo"
     for name in files:
         os.makedirs(copy / os.path.dirname(name), exist_ok=True)
         shutil.copy(os.path.join(ROOT, name), copy / name)
-    monkeypatch.setattr(compare_runs, "ROOT", str(copy))
-    before = compare_runs.code_version(["train_mnr.py"])
+    before = code_version(["train_mnr.py"], root=str(copy))
     with open(copy / "mnr" / "gist.py", "a") as f:
         f.write("\n# a change to GIST\n")
-    assert compare_runs.code_version(["train_mnr.py"]) != before
+    assert code_version(["train_mnr.py"], root=str(copy)) != before
