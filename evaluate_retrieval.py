@@ -89,33 +89,46 @@ def _load_hub_beir(name):
 
 # ---- 3. Metrics: pure functions of rankings, binary relevance -------------------------------------------------
 
-def retrieval_metrics(ranked, relevant):
+def query_metrics(ranked, relevant):
     """ranked: per query, distinct corpus indices best first (ints; at least the top 100 when the corpus has
-    them); relevant: per query, a non-empty set of corpus indices. -> each metric averaged over queries."""
-    totals = dict.fromkeys(METRICS, 0.0)
+    them); relevant: per query, a non-empty set of corpus indices. -> {metric: [one value per query]}: what a
+    paired comparison of two models over the same queries needs (compare_runs.py's bootstrap)."""
+    values = {name: [] for name in METRICS}
     for ranking, docs in zip(ranked, relevant, strict=True):
         hits = [doc in docs for doc in ranking[:100]]
         dcg = sum(1 / math.log2(rank + 1) for rank, hit in enumerate(hits[:10], 1) if hit)
         ideal = sum(1 / math.log2(rank + 1) for rank in range(1, min(len(docs), 10) + 1))  # all relevant on top
         first = next((rank for rank, hit in enumerate(hits[:10], 1) if hit), None)
-        totals["ndcg@10"] += dcg / ideal
-        totals["mrr@10"] += 1 / first if first else 0.0
+        values["ndcg@10"].append(dcg / ideal)
+        values["mrr@10"].append(1 / first if first else 0.0)
         for k in (1, 10, 100):
-            totals[f"recall@{k}"] += sum(hits[:k]) / len(docs)
-    return {name: total / len(relevant) for name, total in totals.items()}
+            values[f"recall@{k}"].append(sum(hits[:k]) / len(docs))
+    return values
 
 
-def evaluate(model_or_path, task, batch_size=64, truncate_dim=None, progress=False, precision="fp32"):
+def averaged(values):
+    """{metric: [one value per query]} -> {metric: its mean over the queries}: the figures BEIR and MTEB report."""
+    return {name: sum(v) / len(v) for name, v in values.items()}
+
+
+def retrieval_metrics(ranked, relevant):
+    return averaged(query_metrics(ranked, relevant))
+
+
+def evaluate(model_or_path, task, batch_size=64, truncate_dim=None, progress=False, precision="fp32",
+             per_query=False):
     """Retrieval metrics of one model on one task. `model_or_path`: a folder or hub name, or an already loaded
     SentenceEncoder (mnr/models.py). `truncate_dim`: search with the embeddings cut to their first
-    truncate_dim dimensions. `progress`: a bar on stderr while encoding."""
+    truncate_dim dimensions. `progress`: a bar on stderr while encoding. `per_query`: also "per_query",
+    query_metrics' lists in the task's query order."""
     encoder = load_encoder(model_or_path) if isinstance(model_or_path, str) else model_or_path
     queries = unit_embeddings(encoder, task["queries"], batch_size, truncate_dim,
                               "encoding queries" if progress else None, precision)  # (Q, D)
     corpus = unit_embeddings(encoder, task["corpus"], batch_size, truncate_dim,
                              "encoding documents" if progress else None, precision)  # (N, D)
     ranked = top_k(queries, corpus, min(TOP_K, len(corpus)))[1]  # (Q, k): exact search, best first
-    return retrieval_metrics(ranked.tolist(), task["relevant"])
+    values = query_metrics(ranked.tolist(), task["relevant"])
+    return {**averaged(values), "per_query": values} if per_query else averaged(values)
 
 
 def main(argv=None):

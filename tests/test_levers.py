@@ -251,7 +251,7 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     # Batch 4 for every run (24 train pairs), before each run's own flags as the preset's batch size would be.
     runs = [(name, short, [command[0], "--batch-size", "4", *command[1:]])
             for name, short, command in shrunk(compare_runs.PRESETS["scifact"]["runs"], {"128": "8", "32": "4"})
-            if short in ("mined", "mined-batch128", "clustered")]
+            if short in ("mnr", "mined", "mined-batch128", "clustered")]
     # The random tiny model scores every text alike: the 5 % margin would leave no negative, and its top-1 is the
     # same document for most queries (which no batch could hold twice); so no margin, and a random one of the top 30.
     mine = dict(compare_runs.PRESETS["scifact"]["mine"],
@@ -263,7 +263,16 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     compare_runs.main(["--preset", "scifact", "--model-name", tiny_model_dir, "--output-dir", str(out),
                        "--seeds", "1"])
     rows = {r["run"]: r for r in json.load(open(out / "results.json"))}
-    assert len(rows) == 4 and all(r["ndcg@10"] >= 0 and "recall@100" in r and "sts_test" in r for r in rows.values())
+    assert len(rows) == 5 and all(r["ndcg@10"] >= 0 and "recall@100" in r and "sts_test" in r for r in rows.values())
+    # every row but plain MNR: its ndcg@10 difference to plain MNR over the same 6 dev queries, with an interval
+    baseline = rows["MNR, in-batch negatives only"]
+    assert "ndcg@10_delta" not in baseline and len(baseline["per_seed"][0]["per_query"]["ndcg@10"]) == 6
+    for name, r in rows.items():
+        if r is not baseline:
+            assert r["ndcg@10_delta"] == pytest.approx(r["ndcg@10"] - baseline["ndcg@10"], abs=1e-12)
+            low, high = r["ndcg@10_delta_ci95"]
+            assert low <= r["ndcg@10_delta"] <= high
+        assert name == "start model (untrained)" or r["minutes"] > 0  # the training's wall time
     assert rows["start model (untrained)"]["commands"] == []
     mined = rows["+ 1 mined negative, relative margin 0.05"]
     larger = rows["+ 1 mined negative, batch 128 through GradCache"]
@@ -277,7 +286,8 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     config = json.load(open(out / "clustered" / "training_config.json"))
     assert config["BATCH_SAMPLER"] == "clustered" and config["MAX_LENGTH"] == 64
     table = open(out / "results.md").read()
-    assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 6  # header, rule, 4 rows
+    assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 7  # header, rule, 5 rows
+    assert "[95 % CI over queries]" in table and "Machine: " in table
 
 
 def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):

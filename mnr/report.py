@@ -1,0 +1,82 @@
+"""What compare_runs.py writes besides the scores: the markdown table, the machine line, training speed and the
+loss curves, all read back from each run's folder (train_log.jsonl, command.json)."""
+import json
+import os
+import platform
+
+import torch
+
+from mnr.precision import cpu_flags, cpu_has_native_bf16
+
+
+def machine():
+    """One line naming where the figures were measured: CPU model and cores, native bf16 or not, the GPU if any."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    cpu = f"{os.cpu_count()} CPU cores ({name}; native bf16: {'yes' if cpu_has_native_bf16() else 'no'})"
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}{gpu}, torch {torch.__version__}" + ("" if cpu_flags() else " (CPU flags unreadable)")
+
+
+def cell(row, metric):
+    """One table cell: the seed mean ± spread, or a difference with its interval, or "-" where a run has none."""
+    if metric not in row:
+        return "-"
+    if metric.endswith("_delta"):
+        low, high = row[f"{metric}_ci95"]
+        return f"{row[metric]:+.4f} [{low:+.4f}, {high:+.4f}]"
+    spread = f" ± {row[metric + '_std']:.4f}" if len(row["per_seed"]) > 1 and metric + "_std" in row else ""
+    return f"{row[metric]:.4f}{spread}"
+
+
+def markdown_table(rows, metrics, titles):
+    lines = ["| run | " + " | ".join(titles.get(m, m) for m in metrics) +
+             " | train pairs/s (median step) | training minutes (median) |", "| --- " * (3 + len(metrics)) + "|"]
+    for r in rows:
+        rate = f"{r['pairs_per_s']:.1f}" if r.get("pairs_per_s") else "-"
+        minutes = f"{r['minutes']:.1f}" if r.get("minutes") else "-"
+        lines.append(f"| {r['run']} | " + " | ".join(cell(r, m) for m in metrics) + f" | {rate} | {minutes} |")
+    return "\n".join(lines)
+
+
+def steady_pairs_per_s(out):
+    with open(os.path.join(out, "train_log.jsonl")) as f:
+        rates = sorted(json.loads(line)["pairs_per_s"] for line in f if '"loss"' in line)
+    return rates[len(rates) // 2] if rates else None
+
+
+def plot_curves(runs, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (requirements-bench.txt): no plot", flush=True)
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5))
+    for name, out in runs:
+        with open(os.path.join(out, "train_log.jsonl")) as f:
+            lines = [json.loads(line) for line in f]
+        steps = [r["step"] for r in lines if "loss" in r]
+        losses = [r["loss"] for r in lines if "loss" in r]
+        window = max(1, len(losses) // 25)  # a moving average: per-step losses are noisy
+        smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+                  for i in range(len(losses))]
+        left.plot(steps, smooth, label=name)
+        evals = [(r["step"], r["sts_dev_spearman"]) for r in lines if "sts_dev_spearman" in r]
+        right.plot(*zip(*evals), marker="o", label=name) if evals else None
+    left.set(title=f"training loss (moving average over {window} steps)", xlabel="step", yscale="log")
+    right.set(title="STSb dev Spearman", xlabel="step")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    # one legend below both plots: inside them it hides the curves
+    fig.legend(*left.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.02 + 0.04 * ((len(runs) + 1) // 2), 1, 1))
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}", flush=True)
+
+
