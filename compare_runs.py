@@ -202,7 +202,7 @@ def score(path, preset, dev, test, task):
     if key and saved.get("key") == key:
         return saved["scores"]
     encoder = load_encoder(path)
-    precision = resolve(precision, next(encoder.model.parameters()).device)
+    precision = resolve(precision, torch.device("cuda" if torch.cuda.is_available() else "cpu"))  # load_encoder's
     row = {"sts_dev": evaluate_sts.evaluate(encoder, *dev, precision=precision)["spearman"],
            "sts_test": evaluate_sts.evaluate(encoder, *test, precision=precision)["spearman"]}
     for d in preset.get("dims", []):
