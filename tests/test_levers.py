@@ -304,6 +304,6 @@ def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypat
     shares = {name: r["false_negative_share"] for name, r in rows.items() if name != "start model (untrained)"}
     assert len(shares) == 3 and all(0 <= s <= 1 for s in shares.values())
     # The share is the run's own batches seen by the start model: recomputed from its command, the same figure.
-    command = rows["batch 64, clustered batches (TAS-B)"]["commands"][0]
-    assert compare_runs.false_negative_share(tiny_model_dir, command) == shares["batch 64, clustered batches (TAS-B)"]
+    command = rows["batch 64, lr 2.8e-5, clustered batches (TAS-B)"]["commands"][0]
+    assert compare_runs.false_negative_share(tiny_model_dir, command) == shares["batch 64, lr 2.8e-5, clustered batches (TAS-B)"]
     assert "false-negative share" in open(out / "results.md").read()
