@@ -275,7 +275,7 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
         assert name == "start model (untrained)" or r["minutes"] > 0  # the training's wall time
     assert rows["start model (untrained)"]["commands"] == []
     mined = rows["+ 1 mined negative, relative margin 0.05"]
-    larger = rows["+ 1 mined negative, batch 128 through GradCache"]
+    larger = rows["+ 1 mined negative, batch 128 through GradCache, lr 2e-4"]
     assert [c[0] for c in mined["commands"]] == ["mine_negatives.py", "train_mnr.py"]
     assert mined["commands"][0] == larger["commands"][0]  # mined once, for both runs
     assert mined["commands"][0][mined["commands"][0].index("--corpus") + 1] == folder
