@@ -4,7 +4,7 @@
     python compare_runs.py --preset negatives    # in-batch only vs hard negatives: NLI, mined, guided (3 seeds)
     python compare_runs.py --preset matryoshka   # plain MNR vs Matryoshka MNR, STSb test at each cut (3 seeds)
     python compare_runs.py --preset precision    # MNR and Matryoshka trained in fp32 and in bf16 (3 seeds)
-    python compare_runs.py --preset scifact      # SciFact: in-batch, mined, mined at batch 128, hardness, clustered
+    python compare_runs.py --preset scifact      # SciFact: in-batch, mined, batch 128, hardness, clustered (~40 min a seed)
     python compare_runs.py --preset batch        # NLI at batch 16 to 1024, and the three batch samplers (3 seeds)
     python compare_runs.py --preset gpu          # the tutorial's recipe: bert-base-uncased, SNLI + MultiNLI from the hub
     python compare_runs.py --preset smoke --model-name PATH   # a few steps of everything (what the tests run)

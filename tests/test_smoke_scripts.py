@@ -48,7 +48,9 @@ def test_compare_runs_smoke(tmp_path, tiny_model_dir, nli_dir, small_eval, monke
     assert start["sts_test"] == pytest.approx(
         evaluate_sts.evaluate(encoder, *evaluate_sts.load_sts(small_eval["sts"], "test"))["spearman"], abs=1e-9)
     table = open(out / "results.md").read()
-    assert "python train_bidirectional.py --loss symmetric" in table and table.count("\n| ") == 7  # header, rule, 5 runs
+    commands = [line for line in table.splitlines() if line.startswith("    python train_bidirectional.py")]
+    assert any(line.endswith("--loss symmetric --output-dir " + str(out / "symmetric")) for line in commands)
+    assert table.count("\n| ") == 7  # header, rule, 5 runs
     assert (out / "curves.png").stat().st_size > 1000
     # Every run logged its loss and its STSb dev score, ours and the library's alike.
     for short in ("mnr", "bidirectional", "symmetric", "st-mnr"):
