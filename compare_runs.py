@@ -131,8 +131,9 @@ def run_once(command, out, log_path, product="model.safetensors"):
     same command and the same code."""
     out = os.path.join(ROOT, out)
     stamp = os.path.join(out, "command.json")
-    made_by = {"command": command, "code": code_version([command[0]]), "seconds": None}
-    if os.path.isfile(os.path.join(out, product)) and {**read_json(stamp, {}), "seconds": None} == made_by:
+    made_by = {"command": command, "code": code_version([command[0]])}
+    stamped = read_json(stamp, {})
+    if os.path.isfile(os.path.join(out, product)) and {key: stamped.get(key) for key in made_by} == made_by:
         print(f"reusing {os.path.relpath(out, ROOT)}", flush=True)
         return None
     print("$ python " + shlex.join(command), flush=True)
@@ -200,9 +201,9 @@ def score(path, preset, dev, test, task):
     table completed over several sittings (more seeds) scores only the new models."""
     cache = os.path.join(path, "scores.json")
     made_by = read_json(os.path.join(path, "command.json"), None)  # None: not trained here (the start model's
-    precision = preset.get("score_precision", "fp32")  # the setting ("auto" too): a folder is scored where it trained
     key = None if made_by is None else {  # folder is not ours to write in), never cached
-        "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"], "precision": precision,
+        "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"],
+        "precision": preset.get("score_precision", "fp32"),  # the setting ("auto" too): scored where it trained
         "retrieval": preset.get("beir") or preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
     saved = read_json(cache, {}) if key else {}
     if key and saved.get("key") == key:

@@ -78,5 +78,3 @@ def plot_curves(runs, path):
     fig.tight_layout(rect=(0, 0.02 + 0.04 * ((len(runs) + 1) // 2), 1, 1))
     fig.savefig(path, dpi=100)
     print(f"wrote {path}", flush=True)
-
-
