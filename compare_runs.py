@@ -203,7 +203,7 @@ def score(path, preset, dev, test, task):
     made_by = read_json(os.path.join(path, "command.json"), None)  # None: not trained here (the start model's
     key = None if made_by is None else {  # folder is not ours to write in), never cached
         "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"],
-        "precision": preset.get("score_precision", "fp32"),  # the setting ("auto" too): scored where it trained
+        "precision": scoring_precision(preset),  # what "auto" resolves to here: a folder moved elsewhere rescored
         "retrieval": preset.get("beir") or preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
     saved = read_json(cache, {}) if key else {}
     if key and saved.get("key") == key:

@@ -12,7 +12,6 @@ nothing; prints a table, the scores of each side, and the ratios.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mnr.files import repo_relative  # noqa: E402  paths as results show them
 from mnr.models import packaged_minilm  # noqa: E402  MiniLM from its PyPI package
-from mnr.precision import cpu_has_native_bf16  # noqa: E402
+from mnr.report import machine  # noqa: E402  the CPU and GPU the figures come from
 
 DATA = os.environ.get("MNR_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
 LIBRARY = """
@@ -80,9 +79,7 @@ def main(argv=None):
             s, scores[name] = timed(command)
             seconds[name].append(s)
             print(f"{name}: {s:.1f} s", file=sys.stderr, flush=True)
-    cpu = platform.processor() or platform.machine()
-    print(f"{time.strftime('%Y-%m-%d')}; {cpu}, {os.cpu_count()} cores, native bf16: {cpu_has_native_bf16()}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; model {repo_relative(model, packaged_minilm())}; "
+    print(f"{time.strftime('%Y-%m-%d')}; {machine()}, {torch.get_num_threads()} threads; model {repo_relative(model, packaged_minilm())}; "
           f"{repo_relative(args.beir)} {args.split}; {args.repeats} repetitions, whole process\n")
     print("| configuration | seconds, median (min-max) | nDCG@10 | MRR@10 | Recall@100 |\n| --- | --- | --- | --- | --- |")
     for name in runs:

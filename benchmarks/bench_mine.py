@@ -12,7 +12,6 @@ Prints a markdown table, and how many rows the two outputs share with the same n
 import argparse
 import gzip
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mnr.models import packaged_minilm as default_model  # noqa: E402  all-MiniLM-L6-v2 from its PyPI package
+from mnr.report import machine  # noqa: E402  the CPU and GPU the figures come from
 
 SETTINGS = dict(num_negatives=3, range_max=30, relative_margin=0.05)
 
@@ -68,8 +68,6 @@ def main():
     args = parser.parse_args()
     if args.library_run:
         return run_library(*args.library_run, args.batch_size)
-    import torch
-
     import data_prep
     model = args.model_name or default_model()
     pairs = data_prep.make_rows(data_prep.load_nli(args.nli_data))[:args.pairs]
@@ -88,8 +86,7 @@ def main():
                 runs.append(timed(command))
         ours, theirs = negatives_by_pair(ours_out), negatives_by_pair(lib_out)
     same = sum(theirs.get(key) == negatives for key, negatives in ours.items())
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; model: {model}")
+    print(f"machine: {machine()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; model: {model}")
     print(f"{len(pairs):,} NLI entailment pairs, corpus = their positives, batch {args.batch_size}, "
           f"{SETTINGS}; {args.repeats} alternating runs each\n")
     print("| miner | seconds (median) | min-max | rows written |\n| --- | --- | --- | --- |")

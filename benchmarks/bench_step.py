@@ -10,13 +10,13 @@ Prints a markdown table; nothing here is a test.
 """
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
 
 import torch
 from bench_train import default_model, run as run_training  # one way to run and measure a training process
+from mnr.report import machine  # the CPU and GPU the figures come from
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = {
@@ -45,8 +45,7 @@ def main():
     parser.add_argument("--steps", type=int, default=4, help="steps per configuration (the first 2 are warm-up)")
     args = parser.parse_args()
     model = args.model_name or default_model()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; model: {model}; {args.steps} steps each\n")
+    print(f"machine: {machine()}, {torch.get_num_threads()} threads; model: {model}; {args.steps} steps each\n")
     print("| configuration | pairs/s (median) | min-max | peak RSS (GiB) | process wall (s) |\n| --- | --- | --- | --- | --- |")
     for name, batch, extra in SUITES[args.suite]:
         median, low, high, peak, wall = run(model, args.nli_data, batch, extra, args.steps)

@@ -19,7 +19,6 @@ Then a loss check: with dropout off and the same batches, the first steps' losse
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mnr.files import repo_relative  # noqa: E402  paths as results show them
 from mnr.models import packaged_minilm as default_model  # noqa: E402  MiniLM from its PyPI package
-from mnr.precision import cpu_has_native_bf16  # noqa: E402
+from mnr.report import machine  # noqa: E402  the CPU and GPU the figures come from
 CONFIGS = [("ours", ["train_mnr.py"]), ("ours, fp32", ["train_mnr.py", "--precision", "fp32"]),
            ("ours, per-column padding", ["train_mnr.py", "--no-pack-sequences"]),
            ("ours, pad to 128 (tutorial)", ["train_mnr.py", "--pad-to-max-length"]),
@@ -77,9 +76,7 @@ def main():
         args.steps, args.repeats, args.batch_sizes = 3, 1, [8]
         configs = [CONFIGS[0], CONFIGS[-2]]  # ours and the library: the plumbing, not the figures
     model = args.model_name or default_model()
-    device = "cuda" if torch.cuda.is_available() else \
-        f"cpu, {torch.get_num_threads()} threads, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}"
-    header = (f"{time.strftime('%Y-%m-%d')}; {platform.machine()}, {os.cpu_count()} cores, {device}; torch {torch.__version__}; "
+    header = (f"{time.strftime('%Y-%m-%d')}; {machine()}, {torch.get_num_threads()} threads; "
               f"model {repo_relative(model, default_model())}; {args.steps} steps per run, {args.repeats} repetitions")
     lines = [header, "", "| batch | configuration | steady pairs/s | whole-process pairs/s | peak memory (GiB) |",
              "| --- | --- | --- | --- | --- |"]

@@ -11,9 +11,13 @@
   distributed.py  torchrun: N processes, each query ranked against the global batch
   matryoshka.py   the loss on the embeddings cut to fewer dimensions too
   gist.py         a guide model leaves likely false negatives out of the softmax (GIST)
+  hardness.py     hardness weighting: the negatives the model already confuses weigh more in the softmax
+  samplers.py     batch composition: no duplicates, one k-means topic per batch (TAS-B), one source per batch
   search.py       exact top-k search, for retrieval scores and negative mining
   save.py         the saved model folder (transformers + sentence-transformers), written atomically
   checkpoint.py   checkpoints and a bit-identical resume; train_log.py: the JSONL training log
   model_card.py   the README.md of every saved model
   files.py        JSON and atomic writes, repository-relative paths, the code a script runs (compare_runs)
+  stats.py        seed mean and spread, the paired bootstrap over queries (compare_runs)
+  report.py       compare_runs' table, machine line, training speed and loss curves
 """

@@ -15,17 +15,34 @@ CPU_FLAGS = "/proc/cpuinfo"
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # the instruction sets that compute bf16 products in hardware
 
 
-def cpu_flags(path=CPU_FLAGS):
-    """The CPU's feature flags as Linux lists them; empty where there is no such file (macOS, Windows)."""
+def cpu_info(path=CPU_FLAGS):
+    """The CPU's model name and feature flags as Linux lists them: (None, set()) where there is no such file
+    (macOS, Windows). One reader for both, so a results file's machine line and `auto` see the same CPU."""
+    name, flags = None, set()
     try:
         with open(path) as f:
-            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name is None:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
     except OSError:
-        return set()
+        pass
+    return name, flags
+
+
+def cpu_flags(path=CPU_FLAGS):
+    return cpu_info(path)[1]
+
+
+def native_bf16(flags):
+    """Whether a CPU with these flags computes bf16 products in hardware."""
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
 def cpu_has_native_bf16(path=CPU_FLAGS):
-    return any(flag in cpu_flags(path) for flag in NATIVE_BF16_FLAGS)
+    return native_bf16(cpu_flags(path))
 
 
 def resolve(precision, device, cpu_native_bf16=None):

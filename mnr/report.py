@@ -6,20 +6,16 @@ import platform
 
 import torch
 
-from mnr.precision import cpu_flags, cpu_has_native_bf16
+from mnr.precision import cpu_info, native_bf16
 
 
 def machine():
     """One line naming where the figures were measured: CPU model and cores, native bf16 or not, the GPU if any."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
-    cpu = f"{os.cpu_count()} CPU cores ({name}; native bf16: {'yes' if cpu_has_native_bf16() else 'no'})"
+    name, flags = cpu_info()
+    cpu = (f"{os.cpu_count()} CPU cores ({name or platform.processor() or platform.machine()}; "
+           f"native bf16: {'yes' if native_bf16(flags) else 'no'})")
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}{gpu}, torch {torch.__version__}" + ("" if cpu_flags() else " (CPU flags unreadable)")
+    return f"{cpu}{gpu}, torch {torch.__version__}" + ("" if flags else " (CPU flags unreadable)")
 
 
 def cell(row, metric):

@@ -33,6 +33,22 @@ def test_no_cpuinfo_means_no_native_bf16(tmp_path):
     assert precision.cpu_has_native_bf16(str(tmp_path / "absent")) is False
 
 
+def test_cpu_info_reads_the_model_name_and_the_first_flags_line(tmp_path):
+    assert precision.cpu_info(cpuinfo(tmp_path, "fpu avx512_bf16")) == ("Some CPU", {"fpu", "avx512_bf16"})
+    assert precision.cpu_info(str(tmp_path / "absent")) == (None, set())
+
+
+def test_the_machine_line_names_the_cpu_and_its_bf16(tmp_path, monkeypatch):
+    """Every results table and benchmark header says which CPU its figures came from (mnr/report.machine)."""
+    from mnr import report
+    monkeypatch.setattr(report, "cpu_info", lambda: precision.cpu_info(cpuinfo(tmp_path, "fpu amx_bf16")))
+    assert "(Some CPU; native bf16: yes)" in report.machine()
+    monkeypatch.setattr(report, "cpu_info", lambda: precision.cpu_info(cpuinfo(tmp_path, "fpu avx2")))
+    assert "(Some CPU; native bf16: no)" in report.machine() and "unreadable" not in report.machine()
+    monkeypatch.setattr(report, "cpu_info", lambda: (None, set()))
+    assert report.machine().endswith("(CPU flags unreadable)")
+
+
 @pytest.mark.parametrize("asked,native,got", [("auto", True, "bf16"), ("auto", False, "fp32"), ("fp32", True, "fp32"),
                                               ("bf16", False, "bf16")])
 def test_auto_is_bf16_only_where_native_on_cpu(asked, native, got):
