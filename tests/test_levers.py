@@ -291,7 +291,7 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
 
 
 def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):
-    new_paths = ("batch256", "clustered64", "by-source64")  # GradCache, the two new samplers
+    new_paths = ("batch64", "batch256", "clustered64", "by-source64")  # the baseline, GradCache, the two new samplers
     runs = [run for run in compare_runs.PRESETS["batch"]["runs"] if run[1] in new_paths]
     preset = dict(compare_runs.PRESETS["batch"], nli=os.path.join(SAMPLE_DIR, "nli"), sts=small_sts,
                   retrieval=os.path.join(SAMPLE_DIR, "nli", "snli_test_sample.tsv.gz"), flags=["--max-steps", "2"],
@@ -302,7 +302,10 @@ def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypat
     rows = {r["run"]: r for r in json.load(open(out / "results.json"))}
     assert "false_negative_share" not in rows["start model (untrained)"]
     shares = {name: r["false_negative_share"] for name, r in rows.items() if name != "start model (untrained)"}
-    assert len(shares) == 3 and all(0 <= s <= 1 for s in shares.values())
+    assert len(shares) == 4 and all(0 <= s <= 1 for s in shares.values())
+    # Every other run against batch 64 on the same retrieval queries, the samplers' batch size
+    assert "ndcg@10_delta" not in rows["batch 64, lr 2.8e-5"]
+    assert all(len(r["ndcg@10_delta_ci95"]) == 2 for name, r in rows.items() if name != "batch 64, lr 2.8e-5")
     # The share is the run's own batches seen by the start model: recomputed from its command, the same figure.
     command = rows["batch 64, lr 2.8e-5, clustered batches (TAS-B)"]["commands"][0]
     assert compare_runs.false_negative_share(tiny_model_dir, command) == shares["batch 64, lr 2.8e-5, clustered batches (TAS-B)"]
