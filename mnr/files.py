@@ -79,6 +79,18 @@ def repo_relative(text, model=None):
     return text.replace(ROOT + os.sep, "")
 
 
+def without_docstrings(tree):
+    """`tree` with the docstring of its module, classes and functions removed (in place); ast.dump then sees no
+    comments or line numbers either."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body and \
+                isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
+                isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
 def code_files(scripts, root=ROOT):
     """The repository's Python files (paths relative to `root`) that `scripts` run: each script and every module of this repository it
     imports, followed transitively. Derived from the code itself, so a new module can never be left out."""
@@ -105,11 +117,12 @@ def code_files(scripts, root=ROOT):
 
 
 def code_version(scripts, root=ROOT):
-    """A digest of the code `scripts` run (code_files): compare_runs.py reuses a model trained, or a score
-    computed, only by the same code."""
+    """A digest of the code `scripts` run (code_files), as Python parses it: compare_runs.py reuses a model trained,
+    or a score computed, only by the same code. Comments, docstrings and layout are left out, so an edit to the
+    teaching text keeps every cached run; a change to what runs (a statement, a constant) retrains."""
     digest = hashlib.sha256()
     for name in code_files(scripts, root):
         digest.update(name.encode())
-        with open(os.path.join(root, name), "rb") as f:
-            digest.update(f.read())
+        with open(os.path.join(root, name), encoding="utf-8") as f:
+            digest.update(ast.dump(without_docstrings(ast.parse(f.read()))).encode())
     return digest.hexdigest()[:16]

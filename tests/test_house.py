@@ -139,6 +139,14 @@ def test_compare_runs_notices_a_changed_module(tmp_path):
         os.makedirs(copy / os.path.dirname(name), exist_ok=True)
         shutil.copy(os.path.join(ROOT, name), copy / name)
     before = code_version(["train_mnr.py"], root=str(copy))
-    with open(copy / "mnr" / "gist.py", "a") as f:
-        f.write("\n# a change to GIST\n")
+    gist = (copy / "mnr" / "gist.py").read_text()
+    # Teaching text is not code: a comment, a reworded docstring and blank lines keep the cached runs
+    docstring = gist.split('"""')[1]
+    (copy / "mnr" / "gist.py").write_text(gist.replace(docstring, "Reworded.", 1) + "\n\n# a comment on GIST\n")
+    assert code_version(["train_mnr.py"], root=str(copy)) == before
+    # A statement is: the same module with one more line of code retrains
+    (copy / "mnr" / "gist.py").write_text(gist + "\nGIST_CHANGED = 1\n")
+    assert code_version(["train_mnr.py"], root=str(copy)) != before
+    assert "own = rows + label_offset" in gist  # one operator changed
+    (copy / "mnr" / "gist.py").write_text(gist.replace("own = rows + label_offset", "own = rows - label_offset"))
     assert code_version(["train_mnr.py"], root=str(copy)) != before
