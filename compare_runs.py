@@ -102,8 +102,11 @@ PRESETS = {
                       "--lr", "2e-4"]),
                     ("+ hardness weighting (in-batch negatives, strength 9)", "hardness",
                      ["train_mnr.py", "--hardness-mode", "in_batch_negatives", "--hardness-strength", "9"]),
-                    ("+ clustered batches (TAS-B)", "clustered", ["train_mnr.py", "--batch-sampler", "clustered"])],
-                "mine": {"mined": ["--num-negatives", "1", "--relative-margin", "0.05"], "mined-batch128": "mined"}},
+                    ("+ clustered batches (TAS-B)", "clustered", ["train_mnr.py", "--batch-sampler", "clustered"]),
+                    ("+ 1 mined negative, relative margin 0.05, from the top 100", "mined-top100",
+                     ["train_mnr.py", "--train-data", MINED])],
+                "mine": {"mined": ["--num-negatives", "1", "--relative-margin", "0.05"], "mined-batch128": "mined",
+                         "mined-top100": ["--num-negatives", "1", "--relative-margin", "0.05", "--range-max", "100"]}},
     # One epoch each: a larger batch is fewer, bigger steps over the same pairs; above 64 rows through GradCache.
     # Learning rate: square-root scaling from train_mnr.py's 2e-5 at batch 32, lr = 2e-5 * sqrt(batch / 32): an
     # Adam step's noise falls like 1/sqrt(batch), so the rate that keeps it alike grows like sqrt(batch) (Malladi
