@@ -341,6 +341,10 @@ def write_results(name, preset, rows, commands, model, seeds, results_dir):
         text += f"\n{path.removesuffix('.log')}:\n\n" + "\n".join(f"    {line}" for line in lines[-20:]) + "\n"
     with open(os.path.join(results_dir, "results.md"), "w") as f:
         f.write(text)
+    for row in rows:  # per query, only what the bootstrap compared: every metric stays in each model's scores.json
+        for seed in row["per_seed"]:
+            if "per_query" in seed:
+                seed["per_query"] = {m: v for m, v in seed["per_query"].items() if m == "ndcg@10"}
     with open(os.path.join(results_dir, "results.json"), "w") as f:
         json.dump(rows, f, indent=2)
 
