@@ -22,6 +22,7 @@ from mnr.tables import NLI_COLUMNS, data_files, load_table
 NLI_DATA = "hub"           # "hub" (SNLI + MultiNLI train, as the tutorial) or a local file, folder or list
 HARD_NEGATIVES = False     # build (anchor, positive, contradiction) triplets
 EXAMPLES = 3               # how many rows to print
+# ---- end of hyperparameters ---------------------------------------------------------------------------------
 
 # MNLI's integer labels. The hub's SNLI uses the same ones, plus -1 for pairs annotators could not agree on.
 LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2, "-": -1}

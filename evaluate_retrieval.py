@@ -31,6 +31,7 @@ BATCH_SIZE = 64            # texts per forward pass while encoding
 TRUNCATE_DIM: int | None = None  # search with the embeddings cut to their first D dimensions (Matryoshka models)
 PRECISION = "fp32"         # fp32 keeps scores comparable with published ones; bf16 is faster where native
 JSON = False               # print a JSON list instead of a table
+# ---- end of hyperparameters --------------------------------------------------------------------------------
 
 TOP_K = 100          # documents kept per query: enough for Recall@100, the deepest metric
 METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100")  # public names, used in --json

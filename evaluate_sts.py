@@ -34,6 +34,7 @@ BATCH_SIZE = 64            # texts per forward pass while encoding
 TRUNCATE_DIM: int | None = None  # score the embeddings cut to their first D dimensions (Matryoshka models)
 PRECISION = "fp32"         # fp32 keeps scores comparable with published ones; bf16 is faster where native
 JSON = False               # print a JSON list instead of a table
+# ---- end of hyperparameters --------------------------------------------------------------------------------
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")
 # what to give instead of the hub

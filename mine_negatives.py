@@ -57,6 +57,7 @@ ABSOLUTE_MARGIN: float | None = None  # drop candidates above positive - margin 
 MAX_SCORE: float | None = None  # drop candidates whose cosine with the anchor is above this
 SAMPLING = "top"         # "top": the next NUM_NEGATIVES survivors; "random": NUM_NEGATIVES of them, uniformly
 SEED = 42                # the draw of SAMPLING="random"
+# ---- end of hyperparameters --------------------------------------------------------------------------------
 
 PACK_SEQUENCES = True    # embed sentences end to end without padding (mnr/packing.py): the same vectors, less compute
 LOCAL_CORPUS = "--corpus PATH (a local table, folder, BEIR folder or comma-separated list)"

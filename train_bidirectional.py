@@ -23,6 +23,7 @@ from train_mnr import candidates, cos_sim
 # ---- hyperparameters: train_mnr.py's, plus the loss; edit here or pass the flag of the same name ------------
 # loss
 LOSS = "bidirectional"     # "bidirectional" (GTE, one softmax over four directions) or "symmetric" (q->d and d->q)
+# ---- end of hyperparameters ---------------------------------------------------------------------------------
 
 OUTPUT_DIR = "output/bidirectional"  # replaces train_mnr.py's default, so the two scripts never overwrite each other
 

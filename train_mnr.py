@@ -94,6 +94,7 @@ RESUME: str | None = None  # continue from a checkpoint: --resume (the newest in
 SEED = 42                  # the batches' order and dropout's masks; the same seed gives the same weights
 DEVICE = "auto"            # "auto": CUDA when present, else CPU; or "cpu", "cuda", "cuda:1", ...
 PRECISION = "auto"         # the forward's: "auto" is bf16 on CUDA and on CPUs that compute it natively, else fp32
+# ---- end of hyperparameters --------------------------------------------------------------------------------
 
 
 def add_flags(parser):
