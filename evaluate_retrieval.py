@@ -17,9 +17,9 @@ import os
 import data_prep
 from evaluate_sts import cut_note, load_scored_encoder, models_argument, print_results, truncated, unit_embeddings
 from mnr import beir, hub
-from mnr.errors import DataError, exit_on_input_error, first_line
+from mnr.errors import ConfigError, DataError, ModelError, exit_on_input_error, first_line
 from mnr.flags import add_block_flags, new_parser, parse_flags
-from mnr.models import load_encoder
+from mnr.models import check_model_name, hub_alternative, load_encoder
 from mnr.precision import PRECISIONS
 from mnr.search import top_k
 
@@ -37,7 +37,8 @@ TOP_K = 100          # documents kept per query: enough for Recall@100, the deep
 METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100")  # public names, used in --json
 
 
-# ---- 1. Tasks: {"queries": [str], "corpus": [str], "relevant": [set of corpus indices]}, one set per query -----
+# ---- 1. Tasks: {"queries": [str], "corpus": [str], "relevant": per query, a set of corpus indices or a dict ---
+# {corpus index: grade} (BEIR's graded qrels)
 
 def load_nli_retrieval(path):
     """An NLI file -> a task: each premise with an entailed hypothesis is a query, its entailed hypotheses are
@@ -83,27 +84,37 @@ def _load_hub_beir(name):
     corpus, queries, qrels = parts["corpus"], parts["queries"], parts["qrels"]
     titles = corpus["title"] if "title" in corpus.column_names else [None] * len(corpus)
     scores = qrels["score"] if "score" in qrels.column_names else [1] * len(qrels)
-    docs = [(str(d), beir.document_text(title, text)) for d, title, text in zip(corpus["_id"], titles, corpus["text"])]
-    positive = [(q, d) for q, d, score in zip(qrels["query-id"], qrels["corpus-id"], scores) if score > 0]
-    return beir.task(docs, list(zip(queries["_id"], queries["text"])), positive, name)
+    docs, no_text = beir.unique_texts([(str(d), beir.document_text(title, text), f"row {n}") for n, (d, title, text)
+                                       in enumerate(zip(corpus["_id"], titles, corpus["text"]), 1)], name, "document")
+    queries, no_query = beir.unique_texts([(str(q), text or "", f"row {n}")
+                                           for n, (q, text) in enumerate(zip(queries["_id"], queries["text"]), 1)],
+                                          name, "query")
+    return beir.task(docs, queries, list(zip(qrels["query-id"], qrels["corpus-id"], scores)), name, no_text, no_query)
 
 
-# ---- 3. Metrics: pure functions of rankings, binary relevance -------------------------------------------------
+# ---- 3. Metrics: pure functions of rankings, graded relevance --------------------------------------------------
 
 def query_metrics(ranked, relevant):
     """ranked: per query, distinct corpus indices best first (ints; at least the top 100 when the corpus has
-    them); relevant: per query, a non-empty set of corpus indices. -> {metric: [one value per query]}: what a
-    paired comparison of two models over the same queries needs (compare_runs.py's bootstrap)."""
+    them); relevant: per query, its relevant corpus indices, non-empty: a dict {index: grade > 0} (BEIR's graded
+    qrels) or a set (every grade 1). -> {metric: [one value per query]}: what a paired comparison of two models
+    over the same queries needs (compare_runs.py's bootstrap).
+
+    nDCG@10 takes the grade as the gain, as BEIR, MTEB and pytrec_eval's ndcg_cut do (log2 discount, the ideal
+    ranking every relevant document best grade first): a grade-2 document found at rank 1 counts twice a grade-1
+    one. MRR and recall count every relevant document alike, whatever its grade."""
     values = {name: [] for name in METRICS}
     for ranking, docs in zip(ranked, relevant, strict=True):
-        hits = [doc in docs for doc in ranking[:100]]
-        dcg = sum(1 / math.log2(rank + 1) for rank, hit in enumerate(hits[:10], 1) if hit)
-        ideal = sum(1 / math.log2(rank + 1) for rank in range(1, min(len(docs), 10) + 1))  # all relevant on top
+        grades = docs if isinstance(docs, dict) else dict.fromkeys(docs, 1)
+        hits = [doc in grades for doc in ranking[:100]]
+        dcg = sum(grades[doc] / math.log2(rank + 1) for rank, doc in enumerate(ranking[:10], 1) if doc in grades)
+        ideal = sum(grade / math.log2(rank + 1)
+                    for rank, grade in enumerate(sorted(grades.values(), reverse=True)[:10], 1))
         first = next((rank for rank, hit in enumerate(hits[:10], 1) if hit), None)
         values["ndcg@10"].append(dcg / ideal)
         values["mrr@10"].append(1 / first if first else 0.0)
         for k in (1, 10, 100):
-            values[f"recall@{k}"].append(sum(hits[:k]) / len(docs))
+            values[f"recall@{k}"].append(sum(hits[:k]) / len(grades))
     return values
 
 
@@ -132,6 +143,19 @@ def evaluate(model_or_path, task, batch_size=64, truncate_dim=None, progress=Fal
     return {**averaged(values), "per_query": values} if per_query else averaged(values)
 
 
+def check_models(models):
+    """Every MODEL argument a model folder, or a hub name the hub or its local cache can give: one line naming
+    the ones that cannot, before any is loaded. Said here because the loader's own advice names train_mnr's
+    --model-name, and this script takes its models as positional arguments."""
+    for m in models:
+        check_model_name(m)
+    missing = [m for m in models if hub_alternative(m)]
+    if missing and (hub.offline_mode() or not hub.may_load()):
+        raise ModelError(f"{', '.join(missing)}: not a local folder nor in the Hugging Face cache, and the hub is "
+                         "unreachable or HF_HUB_OFFLINE is set; give local model folders as the MODEL arguments, "
+                         f"e.g. python evaluate_retrieval.py \"{hub.MINILM_FOLDER}\" --beir DIR")
+
+
 def main(argv=None):
     parser = add_block_flags(models_argument(new_parser(__doc__)), globals(), split={"choices": beir.SPLITS},
                              precision={"choices": PRECISIONS[1:]})
@@ -140,6 +164,8 @@ def main(argv=None):
         parser.error("give one of --nli-retrieval FILE and --beir DIR: the task to score")
     name = args.nli_retrieval or args.beir
     with exit_on_input_error():
+        if args.batch_size < 1:
+            raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
         task = load_nli_retrieval(args.nli_retrieval) if args.nli_retrieval else load_beir(args.beir, args.split)
         size = {"queries": len(task["queries"]), "corpus": len(task["corpus"]),
                 "mean_relevant": sum(map(len, task["relevant"])) / len(task["relevant"])}
@@ -147,9 +173,8 @@ def main(argv=None):
         if not args.json:
             print(f"retrieval on {name}{split}: {size['queries']} queries, {size['corpus']} documents, "
                   f"{size['mean_relevant']:.2f} relevant per query{cut_note(args.truncate_dim)}", flush=True)
-            if task.get("unknown_qrels"):
-                print(f"  ({task['unknown_qrels']} positive qrels point to documents missing from the corpus: dropped)")
         what = f"retrieval {name}{split} ({size['queries']} queries, {size['corpus']} documents)"
+        check_models(args.models)
         results = []
         for m in args.models:
             encoder = load_scored_encoder(m, what, args.truncate_dim)

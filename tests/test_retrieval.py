@@ -117,7 +117,7 @@ def write_beir(folder, corpus, queries, qrels):
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{r}\n" for r in qrels))
 
 
-def test_beir_task(tmp_path):
+def test_beir_task(tmp_path, capsys):
     write_beir(tmp_path,
                [{"_id": "007", "title": "Bond", "text": "a spy"}, {"_id": "d2", "text": "no title key"},
                 {"_id": "d3", "title": "", "text": "empty title"}, {"_id": "d4", "title": "T4", "text": "four"}],
@@ -127,8 +127,10 @@ def test_beir_task(tmp_path):
     task = er.load_beir(str(tmp_path))
     assert task["corpus"] == ["Bond a spy", "no title key", "empty title", "T4 four"]
     assert task["queries"] == ["third", "first"]  # q2's only qrel scores 0; q4 has none
-    assert task["relevant"] == [{3}, {0, 2}]
+    assert task["relevant"] == [{3: 1}, {0: 1, 2: 2}]  # each relevant document with its grade, the nDCG gain
     assert task["unknown_qrels"] == 1  # d9 is not in the corpus
+    [warning] = capsys.readouterr().err.splitlines()
+    assert warning.startswith("warning: ") and "1 positive judgement(s)" in warning and "'d9'" in warning
 
 
 def test_beir_errors(tmp_path, monkeypatch):
