@@ -41,14 +41,27 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a minute or more (e.g. the README's quick start); -m 'not slow' skips")
 
 
+def versions_line():
+    """The versions this run tested, so a failure after a peer library's release says which release it met."""
+    from importlib.metadata import PackageNotFoundError, version
+    found = []
+    for name in ("torch", "transformers", "sentence-transformers", "datasets", "tokenizers", "numpy", "scipy"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return f"versions: Python {sys.version.split()[0]}, " + ", ".join(found)
+
+
 def pytest_report_header(config):
-    return data_line()
+    return [data_line(), versions_line()]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """-q hides the header, and with it the data line: say it at the end instead (once, in either mode)."""
     if config.get_verbosity() < 0:
         terminalreporter.write_line(data_line())
+        terminalreporter.write_line(versions_line())
 
 
 def data_path(*parts):

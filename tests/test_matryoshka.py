@@ -88,34 +88,57 @@ def test_dimension_above_the_embeddings():
 
 # ---- against sentence-transformers' MatryoshkaLoss ----------------------------------------------------------
 
-class EmbeddingStub(torch.nn.Module):
-    """What MatryoshkaLoss needs of a SentenceTransformer: a forward that returns a column's sentence embeddings
-    (here, precomputed ones carried in the features dict) and the embedding dimension. MatryoshkaLoss swaps
-    this forward for its truncating decorator, exactly as it does on a real model."""
+@pytest.fixture(scope="module")
+def tiny_st(tiny_model_dir):
+    """A real SentenceTransformer built from its public modules (the tiny BERT + mean pooling), in eval mode so
+    both losses see the same embeddings, and in float64 so that the two computations agree to rounding far below
+    any real difference: MatryoshkaLoss drives it exactly as it drives any model it trains."""
+    st = pytest.importorskip("sentence_transformers")
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Pooling, Transformer
+    encoder = Transformer(tiny_model_dir, max_seq_length=32)
+    model = st.SentenceTransformer(modules=[encoder, Pooling(encoder.get_word_embedding_dimension(), "mean")],
+                                   device="cpu")
+    return model.double().eval()
 
-    def forward(self, features):
-        return {"sentence_embedding": features["embedding"]}
 
-    def get_embedding_dimension(self):
-        return D
+TEXTS = [["a man plays a guitar", "two dogs run on the beach", "a child reads a book", "a woman cooks dinner"],
+         ["someone plays music", "animals are outside", "a kid is reading", "a person makes food"],
+         ["a man sleeps", "the dogs are asleep indoors", "a child swims", "nobody is cooking"],
+         ["a cat sits on a mat", "it is raining in the city", "the market is busy", "a train leaves"]]
+
+
+def parameter_grads(model, loss):
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.mark.parametrize("weights", [None, [1.0, 0.5, 0.25, 2.0]])
 @pytest.mark.parametrize("k", [0, 1, 2])
-def test_equals_sentence_transformers(k, weights):
-    pytest.importorskip("sentence_transformers")
-    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+def test_equals_sentence_transformers(tiny_st, k, weights):
+    """Ours (matryoshka_loss around mnr_loss) against MatryoshkaLoss(MultipleNegativesRankingLoss) on the same
+    model and texts: the same loss and the same gradient on every weight of the model."""
+    try:
+        from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
     from train_mnr import mnr_loss  # here, not at the top: train_mnr may be mid-rewrite while this file is not
-    stub = EmbeddingStub()
-    st_loss = MatryoshkaLoss(stub, MultipleNegativesRankingLoss(stub), DIMS, weights)
-    a, p, *negs = random_batch(k, seed=10 + k, dtype=torch.float32)
-    got = matryoshka_loss(mnr_loss, DIMS, weights)(a, p, negatives_arg(negs), 20.0)
-    want = st_loss([{"embedding": column} for column in (a, p, *negs)], None)
-    assert got.item() == pytest.approx(want.item(), abs=1e-5)
-    leaves = [a, p, *negs]
-    for g, w in zip(torch.autograd.grad(got, leaves), torch.autograd.grad(want, leaves)):
-        assert torch.allclose(g, w, atol=1e-6, rtol=1e-4)
+    dims = [d for d in DIMS if d <= tiny_st.get_embedding_dimension()]
+    columns = [tiny_st.tokenize(texts) for texts in TEXTS[:2 + k]]
+    st_loss = MatryoshkaLoss(tiny_st, MultipleNegativesRankingLoss(tiny_st), dims, weights)
+    want = st_loss([dict(c) for c in columns], None)
+    want_grads = parameter_grads(tiny_st, want)
+    a, p, *negs = [tiny_st(dict(c))["sentence_embedding"] for c in columns]
+    got = matryoshka_loss(mnr_loss, dims, weights)(a, p, negatives_arg(negs), 20.0)
+    got_grads = parameter_grads(tiny_st, got)
+    assert got.item() == pytest.approx(want.item(), abs=1e-12)
+    assert got_grads.keys() == want_grads.keys() and len(got_grads) > 0
+    for name, g in got_grads.items():
+        assert torch.allclose(g, want_grads[name], atol=1e-10, rtol=1e-9), name
 
 
 # ---- --truncate-dim in the evaluators ------------------------------------------------------------------------
