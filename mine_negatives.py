@@ -35,7 +35,7 @@ from mnr.flags import add_block_flags, new_parser, parse_flags
 from mnr.models import check_model_name, hub_alternative, load_encoder
 from mnr.precision import PRECISIONS
 from mnr.search import top_k
-from mnr.tables import LOCAL_TRAIN, load_texts, load_train_data
+from mnr.tables import LOCAL_TRAIN, hub_source, load_texts, load_train_data
 from pooling import encode
 
 # ---- hyperparameters: edit them here, or override any of them with the flag of the same name ---------------
@@ -95,7 +95,7 @@ def check_args(args):
     hub.check_inputs([alternative for alternative in (  # every hub input named in one line when offline
         hub_alternative(args.model_name),
         data_prep.LOCAL_NLI if args.nli_data == "hub" else None,
-        LOCAL_TRAIN if args.train_data and hub.hub_id(args.train_data) else None,
+        LOCAL_TRAIN if args.train_data and hub_source(args.train_data) else None,
         LOCAL_CORPUS if args.corpus and hub.hub_id(args.corpus) else None) if alternative])
 
 

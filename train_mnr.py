@@ -46,7 +46,7 @@ from mnr.flags import add_block_flags, config_of, new_parser, parse_flags
 from mnr.models import MAX_LENGTH as DEFAULT_MAX_LENGTH, check_model_name, hub_alternative, load_encoder, load_model
 from mnr.precision import PRECISIONS, autocast, resolve
 from mnr.rng import rng_state, set_rng_state
-from mnr.tables import LOCAL_TRAIN, load_train_data
+from mnr.tables import LOCAL_TRAIN, hub_source, load_train_data
 from pooling import POOLINGS, embed_columns, encode
 
 # ---- hyperparameters: edit them here, or override any of them with the flag of the same name ---------------
@@ -114,6 +114,10 @@ def check_args(args):
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.scale > 1000:  # cosines 0.01 apart would be logits 10+ apart: all probability on the top candidate
+        raise ConfigError(f"--scale {args.scale}: above 1000 the softmax saturates and the loss sees only the "
+                          "top-scored candidate; MNR uses 20 (temperature 0.05), sane values lie within 5-100")
+    distributed.check_device(args.device)
     if not 0 <= args.warmup_ratio <= 1:
         raise ConfigError(f"--warmup-ratio must be within [0, 1], got {args.warmup_ratio}")
     if os.path.isfile(args.output_dir):
@@ -122,14 +126,14 @@ def check_args(args):
         raise ConfigError("--train-data replaces the NLI data: give it without --nli-data and --hard-negatives")
     hardness.check_flags(args.hardness_mode, args.hardness_strength)
     matryoshka.parse_dims(args.matryoshka_dims, args.matryoshka_weights)
-    check_model_name(args.model_name)
+    check_model_name(args.model_name, args.max_length)  # and that its tokenizer and positions take max_length
     if args.guide_model:
         check_model_name(args.guide_model)
     # Every input that would come from the hub, named in one line when there is no network.
     hub.check_inputs([alternative for alternative in (
         hub_alternative(args.model_name),
         args.guide_model and hub_alternative(args.guide_model, "--guide-model"),
-        LOCAL_TRAIN if args.train_data and hub.hub_id(args.train_data) else None,
+        LOCAL_TRAIN if args.train_data and hub_source(args.train_data) else None,
         data_prep.LOCAL_NLI if args.nli_data == "hub" and not args.train_data else None,
         evaluate_sts.LOCAL_STS if args.sts_data == "hub" else None) if alternative])
 

@@ -8,6 +8,7 @@ import csv
 import gzip
 import os
 import re
+import sys
 
 from mnr import beir, hub
 from mnr.errors import DataError, first_line
@@ -68,13 +69,19 @@ def load_table(path, columns=None):
         if fmt in ("tsv", "csv"):
             delimiter = "\t" if fmt == "tsv" else ","
             with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8", newline="") as f:
-                header = next(csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if fmt == "tsv"
-                                         else csv.QUOTE_MINIMAL), [])
+                reader = csv.reader(f, delimiter=delimiter,
+                                    quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+                header = next(reader, [])
+                has_rows = any(any(cell.strip() for cell in row) for row in reader)  # stops at the first row
+            if not has_rows:  # datasets would end in "Instruction "train" corresponds to no data!"
+                raise DataError(f"{path}: the file has a header but no rows")
             # Every column as a string: type guessing would turn a sentence like "1984" into a number.
             features = datasets.Features({name: datasets.Value("string") for name in header})
             kwargs = dict(delimiter=delimiter, keep_default_na=False, na_filter=False, features=features,
                           **({"quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}))
         ds = datasets.load_dataset("csv" if fmt == "tsv" else fmt, data_files=path, split="train", **kwargs)
+    except DataError:
+        raise
     except Exception as e:  # noqa: BLE001 - truncated gzip, bad bytes, ragged rows...: one line, no traceback
         msg = first_line(e)
         cause = e.__cause__ or e.__context__
@@ -93,77 +100,217 @@ def load_table(path, columns=None):
 
 
 # ---- Training data of any source (--train-data): rows (anchor, positive, negative_1, ...) ---------------------
-# Column names are free and position decides, as in sentence-transformers, so a file written by mine_negatives.py,
-# a hub triplet set and a hand-made TSV all read the same way.
+# A column whose name says its role is read by that name, wherever it stands: {"pos": ..., "query": ...} has its
+# anchor second, and key order is an accident of whoever wrote the file. Columns without such a name go by
+# position, as in sentence-transformers, so a file written by mine_negatives.py, a hub triplet set and a
+# hand-made TSV all read the same way. The first line a load prints says which column became what.
+ANCHOR_NAMES = ("anchor", "query", "question")
+POSITIVE_NAMES = ("positive", "pos", "document", "answer")
+NEGATIVE_NAME = re.compile(r"^(negative|neg)(_?\d+)?$")  # negative, neg, negative_1, negative2, neg_3 ...
+KNOWN_NAMES = "anchor/query/question, positive/pos/document/answer, negative/neg/negative_N"
+
+
+def hub_source(source, flag="--train-data", local_alternative=LOCAL_TRAIN):
+    """`source` as a hub dataset id -> (repo, config), None for a local path. A name that is no local path but
+    could be a hub id is more often a mistyped path than a dataset: without the hub, say that first."""
+    found = hub.hub_id(source)
+    if found is not None and not hub.may_load():
+        raise DataError(f"{flag} {source}: no such local file or folder (check the path); as a hub dataset id "
+                        f"it needs the hub, and the Hugging Face hub is unreachable (no network?): use "
+                        f"{local_alternative}")
+    return found
+
 
 def load_tables(source, local_alternative=LOCAL_TRAIN):
     """A local file, folder (its files with "train" in the name) or comma-separated list, or a hub dataset id
     -> list of (where, Dataset with every column in source order). `local_alternative`: what to give instead
     of a hub id when the hub is unreachable."""
-    found = hub.hub_id(source)
+    found = hub_source(source, local_alternative.split()[0], local_alternative)  # each alternative opens with its flag
     if found is None:
         return [(f, load_table(f)) for f in data_files(source)]
-    hub.check_inputs([local_alternative])
     import datasets
     try:
         ds = datasets.load_dataset(*found, split="train")
     except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
-        raise DataError(f"could not load {source} from the hub ({type(e).__name__}: {first_line(e)}); "
-                        f"use {local_alternative}") from None
+        raise DataError(f"{source}: no such local file or folder, and the hub could not load it as a dataset "
+                        f"({type(e).__name__}: {first_line(e)}); check the path, or use {local_alternative}") from None
     return [(source, ds)]
 
 
-def table_rows(where, ds):
-    """A Dataset -> its rows as tuples of texts; a missing, empty or non-text cell is one line naming
-    the file and the row (counted from 1, below the header)."""
-    rows = list(zip(*(ds[name] for name in ds.column_names)))
+def check_cells(where, names, rows):
+    """A missing, empty or non-text cell is one line naming the file, the row (counted from 1, below the header)
+    and the column."""
     for i, row in enumerate(rows):
         for j, text in enumerate(row):
             if not isinstance(text, str) or not text.strip():
                 what = "missing" if text is None else "empty" if isinstance(text, str) else f"not a text ({text!r})"
-                raise DataError(f"{where}: row {i + 1}, column {j + 1} ({ds.column_names[j]!r}): {what}")
+                raise DataError(f"{where}: row {i + 1}, column {j + 1} ({names[j]!r}): {what}")
     return rows
 
 
-def check_texts_are_texts(where, names, rows):
-    """Refuse a table whose anchor or positive column holds only numbers or ids (a qrels file, an id map):
-    training on it would run and teach nothing. A BEIR qrels file gets the folder to give instead."""
-    for j in (0, 1):
-        if all(ID_LIKE.match(row[j].strip()) for row in rows):
-            if os.path.basename(os.path.dirname(os.path.abspath(where))) == "qrels":
-                folder = os.path.dirname(os.path.dirname(os.path.normpath(where))) or "."  # as the user wrote it
-                advice = (f"this is a BEIR qrels file: pass the BEIR folder itself, --train-data {folder} "
-                          "(it reads corpus.jsonl, queries.jsonl and qrels/train.tsv)")
-            else:
-                advice = ("give a table of (anchor, positive, ...) texts, or a BEIR folder itself (the folder that "
-                          "holds corpus.jsonl, queries.jsonl and qrels/)")
-            raise DataError(f"{where}: the texts of column {j + 1} ({names[j]!r}) look like ids or numbers "
-                            f"(e.g. {rows[0][j]!r}), not sentences; {advice}")
+def table_rows(where, ds):
+    """A Dataset -> its rows as tuples of texts, every cell checked (check_cells)."""
+    return check_cells(where, ds.column_names, list(zip(*(ds[name] for name in ds.column_names))))
+
+
+def column_role(name):
+    name = str(name).strip().lower()
+    return ("anchor" if name in ANCHOR_NAMES else "positive" if name in POSITIVE_NAMES
+            else "negative" if NEGATIVE_NAME.match(name) else None)
+
+
+def column_order(where, names):
+    """Column names -> [(role, column index), ...] for anchor, positive and each negative. A named anchor or
+    positive is taken wherever it stands; the other columns fill in by position, in file order."""
+    roles = [column_role(n) for n in names]
+    for role in ("anchor", "positive"):
+        named = [repr(n) for n, r in zip(names, roles) if r == role]
+        if len(named) > 1:
+            raise DataError(f"{where}: columns {' and '.join(named)} both name the {role}; keep one, or rename "
+                            "the other (a negative is negative, neg or negative_N)")
+    free = [j for j, r in enumerate(roles) if r is None]
+    order = []
+    for role in ("anchor", "positive"):
+        j = roles.index(role) if role in roles else free.pop(0) if free else None
+        if j is None:
+            raise DataError(f"{where}: no column for the {role} (columns {', '.join(map(repr, names))}); name "
+                            f"one {' or '.join(ANCHOR_NAMES if role == 'anchor' else POSITIVE_NAMES)}")
+        order.append((role, j))
+    taken = {j for _, j in order}
+    return order + [("negative", j) for j in range(len(names)) if j not in taken]
+
+
+def ordered_columns(where, ds, order):
+    """The columns in (anchor, positive, negatives...) order -> (their names, their cells, how many texts each of
+    `order` gave). A list-valued positive or negative column (FlagEmbedding's {"query", "pos": [...], "neg": [...]})
+    gives one column per item: one positive per row, and every row the same number of negatives."""
+    names, labels, columns, counts = ds.column_names, [], [], []
+    for role, j in order:
+        cells, what = ds[names[j]], f"{where}: column {j + 1} ({names[j]!r}, the {role})"
+        lengths = [len(c) if isinstance(c, list) else None for c in cells]
+        if all(n is None for n in lengths):
+            labels, columns, counts = labels + [names[j]], columns + [cells], counts + [1]
+            continue
+        texts = [("a single text" if n is None else f"{n} texts") for n in lengths]
+        if role == "anchor":
+            raise DataError(f"{what} holds lists of texts ({texts[0]} in row 1); give one text per row")
+        if role == "positive" and (i := next((i for i, n in enumerate(lengths) if n != 1), None)) is not None:
+            raise DataError(f"{what} holds {texts[i]} in row {i + 1}; training takes one positive per row: "
+                            "write a row per positive")
+        if (i := next((i for i, n in enumerate(lengths) if n != lengths[0] or not n), None)) is not None:
+            raise DataError(f"{what} holds {texts[0]} in row 1 but {texts[i]} in row {i + 1}; every row needs "
+                            "the same number of negatives, at least one")
+        labels += [names[j]] if role == "positive" else [f"{names[j]}[{k}]" for k in range(lengths[0])]
+        columns += [[c[k] for c in cells] for k in range(lengths[0])]
+        counts.append(lengths[0])
+    return labels, columns, counts
+
+
+def describe_columns(where, names, order, counts):
+    """The line a load prints first: which column became the anchor, the positive and each negative, and why."""
+    named = [column_role(names[j]) is not None for _, j in order]
+    parts = []
+    for (role, j), by_name, count in zip(order, named, counts):
+        name = names[j] if len(names[j]) <= 40 else names[j][:37] + "..."  # a header that is really a row
+        parts.append(f"{role}={name!r} (column {j + 1}{f', {count} texts' if count > 1 else ''}"
+                     f"{', by name' if by_name and not all(named) else ''})")
+    how = ("by name" if all(named) else "the named ones by name, the others by position" if any(named) else
+           f"by position: no column has a known name ({KNOWN_NAMES})")
+    return f"columns of {where}: {', '.join(parts)}; {how}"
+
+
+def header_looks_like_data(names, rows):
+    """A TSV or CSV file's first line that is probably a row: no known column name, words rather than
+    identifiers, and about as long as the rows below it (a header is a few short names)."""
+    if not rows or any(column_role(n) for n in names) or all(re.fullmatch(r"[\w.-]*", n.strip()) for n in names):
+        return False
+    lengths = sorted(sum(len(t) for t in row if isinstance(t, str)) for row in rows[:1000])
+    typical = lengths[len(lengths) // 2]
+    return typical / 2 <= sum(len(n) for n in names) <= typical * 2
+
+
+def looks_like(where, names, values):
+    """What a table with a column of numbers probably is, and what to do with it instead."""
+    lowered = {str(n).strip().lower() for n in names}
+    if {"premise", "hypothesis", "label"} <= lowered:
+        return f"this looks like an NLI file: train on its entailment pairs with --nli-data {where}"
+    if len(names) == 3 and all(_number(v) for v in values):
+        return (f"this looks like an STS file (sentence1, sentence2, score): evaluate_sts.py --sts-data {where} "
+                "scores models on it; training needs (anchor, positive, negative...) texts")
+    return "drop that column, or give a table of (anchor, positive, negative...) texts"
+
+
+def _number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def check_texts_are_texts(where, names, rows, columns=(0, 1)):
+    """Refuse a table with a column that holds only numbers or ids (a qrels file, an id map, an STS file's
+    scores, NLI labels): training on it would run and teach nothing, or train the numbers as negatives. A BEIR
+    qrels file gets the folder to give instead; an STS or NLI file the script or flag that reads it.
+    `columns`: which to check, by index (0: the anchor, 1: the positive, 2...: the negatives)."""
+    for j in columns:
+        role = ("anchor", "positive")[j] if j < 2 else "negative"
+        if not all(ID_LIKE.match(row[j].strip()) for row in rows):
+            continue
+        if os.path.basename(os.path.dirname(os.path.abspath(where))) == "qrels":
+            folder = os.path.dirname(os.path.dirname(os.path.normpath(where))) or "."  # as the user wrote it
+            advice = (f"this is a BEIR qrels file: pass the BEIR folder itself, --train-data {folder} "
+                      "(it reads corpus.jsonl, queries.jsonl and qrels/train.tsv)")
+        elif role != "negative":
+            advice = ("give a table of (anchor, positive, ...) texts, or a BEIR folder itself (the folder that "
+                      "holds corpus.jsonl, queries.jsonl and qrels/)")
+        else:
+            advice = looks_like(where, names, [row[j] for row in rows])
+        raise DataError(f"{where}: the texts of column {j + 1} ({names[j]!r}, read as the {role}) look like ids "
+                        f"or numbers (e.g. {rows[0][j]!r}), not sentences; {advice}")
 
 
 def load_train_data(source, with_sources=False):
     """--train-data: a local table, a BEIR folder or a hub dataset -> list of (anchor, positive, negative_1, ...).
 
-    Columns are taken by position: anchor, positive, then zero or more negatives, whatever their names.
-    Every file of one source must have the same number of columns, and at least two. A BEIR folder gives one
-    (query, document) pair per positive train qrel (mnr/beir.py). `with_sources`: -> (rows, each row's source),
-    the file it came from (a BEIR folder or a hub dataset is one source), for --batch-sampler by-source."""
+    Columns named anchor/query/question, positive/pos/document/answer are read by name; the others are taken by
+    position: anchor, positive, then zero or more negatives. It prints (stdout) which column became what, and
+    warns (stderr) when a TSV or CSV file's header looks like a row. Every file of one source must give the same
+    number of columns, and at least two. A BEIR folder gives one (query, document) pair per positive train qrel
+    (mnr/beir.py). `with_sources`: -> (rows, each row's source), the file it came from (a BEIR folder or a hub
+    dataset is one source), for --batch-sampler by-source."""
     if beir.is_beir_folder(source):
         rows = beir.train_pairs(source)
         return (rows, [source] * len(rows)) if with_sources else rows
-    rows, width, sources = [], None, []
+    rows, width, sources, notes = [], None, [], []
     for where, ds in load_tables(source):
-        if len(ds.column_names) < 2:
-            raise DataError(f"{where}: {len(ds.column_names)} column(s) ({', '.join(ds.column_names)}); "
+        names = ds.column_names
+        if len(names) < 2:
+            raise DataError(f"{where}: {len(names)} column(s) ({', '.join(names)}); "
                             "training data needs at least anchor and positive")
-        if width is not None and len(ds.column_names) != width:
-            raise DataError(f"{where}: {len(ds.column_names)} columns, but the files before it have {width}; "
+        order = column_order(where, names)
+        labels, columns, counts = ordered_columns(where, ds, order)
+        if width is not None and len(labels) != width:
+            raise DataError(f"{where}: {len(labels)} columns, but the files before it have {width}; "
                             "every file of --train-data must have the same number of columns")
-        width = len(ds.column_names)
-        found = table_rows(where, ds)
-        check_texts_are_texts(where, ds.column_names, found)
+        width = len(labels)
+        found = check_cells(where, labels, list(zip(*columns)))
+        check_texts_are_texts(where, labels, found)
+        if not notes or notes[-1][1] != names:  # a folder of files with one header: one line
+            notes.append((describe_columns(where, names, order, counts), names))
+        if _format(where) in ("tsv", "csv") and header_looks_like_data(names, found):
+            first = ", ".join(repr(n if len(n) <= 40 else n[:37] + "...") for n in names)
+            notes.append((f"warning: {where}: its first line ({first}) was read as the header, but it looks like a "
+                          f"row (no known column name, as long as the rows): {len(found)} rows are trained, that "
+                          "one is not; if it is data, add a header line such as "
+                          f"{'anchor,positive' if _format(where) == 'csv' else 'anchor<TAB>positive'}", None))
         rows += found
         sources += [where] * len(found)
+    # Negatives over the whole source: one file's few rows may hold a negative such as "1984".
+    check_texts_are_texts(where if sources[0] == where else source, labels, rows, range(2, width))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every process loads the data; one says so
+        for line, _ in notes:
+            print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout, flush=True)
     return (rows, sources) if with_sources else rows
 
 

@@ -59,8 +59,8 @@ def test_two_three_or_four_columns(tmp_path, width):
 
 
 def test_column_names_are_free_and_position_decides(tmp_path):
-    # Named as if reversed: the first column is still the anchor.
-    path = write(str(tmp_path / "t.jsonl"), ROWS, names=("negative", "positive", "anchor", "label"))
+    # Names that say no role (tests/test_table_checks.py reads named ones): the first column is still the anchor.
+    path = write(str(tmp_path / "t.jsonl"), ROWS, names=("zz", "yy", "xx", "label"))
     assert [r[0] for r in tables.load_train_data(path)] == [r[0] for r in ROWS]
 
 
@@ -134,8 +134,10 @@ def test_hub_ids_and_paths_are_told_apart(tmp_path):
     assert hub.hub_id(str(tmp_path / "owner" / "name")) is None  # a folder that exists is a path
 
 
-def test_real_nli_file_reads_all_columns(snli_dev_file):
-    rows = tables.load_train_data(snli_dev_file)
+def test_real_nli_file_reads_all_rows_but_is_refused_as_training_data(snli_dev_file):
+    ds = tables.load_table(snli_dev_file)
     # SNLI dev has 9,842 labelled pairs; the shipped sample (no full data here) what its file holds, counted apart.
-    assert len(rows) == (9842 if FULL_DATA else count_rows(snli_dev_file))
-    assert {len(r) for r in rows} == {4}  # premise, hypothesis, label, source
+    assert len(ds) == (9842 if FULL_DATA else count_rows(snli_dev_file))
+    assert ds.column_names == ["premise", "hypothesis", "label", "source"]
+    # As --train-data its labels (0/1/2) would train as hard negatives: refused, naming the flag that reads it.
+    one_line_error(snli_dev_file, "'label'", "look like ids or numbers", f"--nli-data {snli_dev_file}")
