@@ -1,24 +1,40 @@
 """Command lines built from a script's hyperparameter block, so each knob's reason is written once.
 
-Every script opens with a block of constants, grouped under short `# headers`, each with a why-comment:
+Every script opens with a block of constants between two marker lines, grouped under short `# headers`, each
+with a why-comment:
 
     # ---- hyperparameters: ...
     # optimisation
     BATCH_SIZE = 32            # each query has BATCH_SIZE - 1 in-batch negatives: the knob that matters most
     MAX_STEPS: int | None = None  # stop after this many steps (smoke runs); None: all of EPOCHS
+    # ---- end of hyperparameters
 
-`add_block_flags` reads that block from the script's own file and makes one flag per constant: BATCH_SIZE ->
---batch-size, its type from the default (or from the annotation when the default is None), booleans as
---flag/--no-flag, the comment as help, the default printed once, one --help section per header. The block ends at
-the first blank line: constants after it are not flags. A script edited in place changes its flags' defaults too.
+`add_block_flags` reads that block from the script's own file and makes one flag per UPPER_CASE constant between
+the markers: BATCH_SIZE -> --batch-size, its type from the annotation if there is one (`int | None` -> int), else
+from the default, booleans as --flag/--no-flag, the comment as help, the default printed once, one --help section
+per header (a comment line at column 0). The help is the constant's trailing comment, else the indented comment
+line under it, else "(no comment)"; indented comment lines under a constant continue its help. Blank lines may
+stand anywhere in the block; constants after the end marker are not flags. A block without its end marker, or a
+constant no flag can type (None without an annotation, a list), is refused at start in one `error:` line, so an
+edit never drops a flag silently. A script edited in place changes its flags' defaults too.
 """
 import argparse
+import ast
 import difflib
+import io
+import os
 import re
+import tokenize
 import types
+import typing
+
+from mnr.errors import ConfigError, exit_on_input_error
 
 BLOCK_START = "# ---- hyperparameters"
-CONSTANT = re.compile(r"^([A-Z][A-Z0-9_]*)(?:\s*:\s*[^=]+)?\s*=\s*.+?\s+#\s?(.*)$")  # NAME[: type] = value  # why
+BLOCK_END = "# ---- end of hyperparameters"
+CONSTANT = re.compile(r"[A-Z][A-Z0-9_]*")  # an UPPER_CASE name
+FLAG_TYPES = (bool, int, float, str)  # what argparse can make of a flag's text; bool as --flag/--no-flag
+NO_COMMENT = "(no comment)"
 
 
 def examples(doc):
@@ -41,38 +57,96 @@ def new_parser(doc):
                                    formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
 
 
+def comments_of(source):
+    """{line number: (column, text)} of every comment: tokenize, so a `#` inside a string is no comment."""
+    return {token.start[0]: (token.start[1], token.string)
+            for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
+
+
+def block_bounds(script, comments):
+    """The line numbers of the block's two markers. Markers are comments at column 0, never text in a string."""
+    def marker(text, after):
+        return next((n for n, (column, comment) in sorted(comments.items())
+                     if n > after and column == 0 and comment.startswith(text)), None)
+    if (start := marker(BLOCK_START, 0)) is None:
+        raise ConfigError(f"{script}: no hyperparameter block: open it with a line `{BLOCK_START}: ...`")
+    if (end := marker(BLOCK_END, start)) is None:  # without it, where the block stops would be a guess
+        raise ConfigError(f"{script}: the hyperparameter block has no end marker: add the line `{BLOCK_END}` "
+                          "after its last constant")
+    return start, end
+
+
+def constant_names(statement):
+    """The UPPER_CASE names a top-level statement assigns (`A = B = 1`, `A: int | None = None`, `A: int`)."""
+    if isinstance(statement, ast.Assign):
+        targets = statement.targets
+    elif isinstance(statement, ast.AnnAssign):
+        targets = [statement.target]
+    else:
+        return []
+    return [node.id for target in targets for node in ast.walk(target)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and CONSTANT.fullmatch(node.id)]
+
+
 def read_block(path):
     """A script's hyperparameter block -> [(header, [(NAME, why), ...]), ...] in file order; header None for
-    constants before any header."""
+    constants before any header. ast finds the constants, however they are written; tokenize finds the comments."""
+    script = os.path.basename(path)
     with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(BLOCK_START)) + 1
-    groups, constants = [], None
-    for line in lines[start:]:
-        if not line.strip():
-            break
-        match = CONSTANT.match(line)
-        if match:
-            if constants is None:  # constants before any header
-                groups.append((None, constants := []))
-            constants.append([match[1], match[2].strip()])
-        elif line.startswith("#"):
-            groups.append((line.lstrip("# ").rstrip("- "), constants := []))
-        elif line.lstrip().startswith("#") and constants:  # an indented comment continues the one above
-            constants[-1][1] += " " + line.strip().lstrip("# ")
-    return [(header, [tuple(c) for c in found]) for header, found in groups if found]
+        source = f.read()
+    lines, comments = source.splitlines(), comments_of(source)
+    start, end = block_bounds(script, comments)
+    statements = {node.lineno: node for node in ast.parse(source, path).body if start < node.lineno < end}
+    groups, constants, last, seen, n = [], None, [], set(), start + 1
+    while n < end:
+        column, comment = comments.get(n, (None, ""))
+        if n in statements:
+            statement = statements[n]
+            names = constant_names(statement)
+            for name in names:
+                if name in seen:  # a second flag of the same name is argparse's traceback, not the user's line
+                    raise ConfigError(f"{script}: {name} is set twice in the hyperparameter block: keep one")
+                seen.add(name)
+            # the comments on the statement's own lines: one line's trailing comment, or all of a wrapped value's
+            why = " ".join(comments[i][1][1:].strip() for i in range(n, statement.end_lineno + 1) if i in comments)
+            last = [[name, why] for name in names]
+            if last:
+                if constants is None:  # constants before any header
+                    groups.append((None, constants := []))
+                constants.extend(last)
+            n = statement.end_lineno + 1
+            continue
+        if comment and column == 0:
+            groups.append((comment.lstrip("# ").rstrip("- "), constants := []))
+            last = []
+        elif comment and not lines[n - 1][:column].strip():  # an indented comment continues the constant above
+            for constant in last:
+                constant[1] = (constant[1] + " " + comment.lstrip("# ").strip()).strip()
+        else:  # a blank line: a comment after it belongs to no constant above it
+            last = []
+        n += 1
+    return [(header, [(name, why or NO_COMMENT) for name, why in found]) for header, found in groups if found]
 
 
-def value_type(name, default, annotations):
-    """The flag's type: the default's, or for a None default the annotation's (`int | None` -> int)."""
-    if default is not None:
-        return type(default)
+def value_type(script, name, default, annotations):
+    """The flag's type: the annotation's when there is one (`int | None` -> int), else the default's. A type no
+    flag can parse is refused here, at start, rather than failing later as the wrong value."""
     hint = annotations.get(name)
-    if isinstance(hint, types.UnionType):
-        hint = next(t for t in hint.__args__ if t is not type(None))
     if hint is None:
-        raise TypeError(f"{name} = None needs an annotation (e.g. `{name}: int | None = None`) to type its flag")
-    return hint
+        if default is None:
+            raise ConfigError(f"{script}: {name} = None needs an annotation, e.g. {name}: int | None = None")
+        if type(default) in FLAG_TYPES:
+            return type(default)
+        shown = repr(default) if len(repr(default)) <= 40 else repr(default)[:37] + "..."
+        raise ConfigError(f"{script}: {name} = {shown} is a {type(default).__name__}, which no flag can parse: "
+                          "make it an int, float, str or bool (a list as a comma-separated str)")
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = [t for t in typing.get_args(hint) if t is not type(None)] if union else [hint]
+    if len(options) == 1 and options[0] in FLAG_TYPES:
+        return options[0]
+    shown = hint.__name__ if isinstance(hint, type) else str(hint)
+    raise ConfigError(f"{script}: {name}: {shown} cannot type a flag: annotate it int, float, str or bool "
+                      f"(`| None` for a None default), e.g. {name}: int | None = None")
 
 
 def add_flag(parser, name, default, why, flag_type, **kwargs):
@@ -98,15 +172,20 @@ def add_block_flags(parser, script_globals, **overrides):
     "options" (with -h), not a second section of that name."""
     annotations = script_globals.get("__annotations__", {})
     sections = {group.title: group for group in parser._action_groups}
-    for header, constants in read_block(script_globals["__file__"]):
-        if header is None:
-            group = parser._optionals
-        elif (group := sections.get(header)) is None:
-            group = sections[header] = parser.add_argument_group(header)
-        for name, why in constants:
-            default = script_globals[name]
-            add_flag(group, name.lower(), default, why, value_type(name, default, annotations),
-                     **overrides.get(name.lower(), {}))
+    script = os.path.basename(script_globals["__file__"])
+    with exit_on_input_error():  # parsers are built before the scripts' own `with`: a refusal is still one line
+        for header, constants in read_block(script_globals["__file__"]):
+            if header is None:
+                group = parser._optionals
+            elif (group := sections.get(header)) is None:
+                group = sections[header] = parser.add_argument_group(header)
+            for name, why in constants:
+                if name not in script_globals:  # `NAME: int` alone: an annotation, no value
+                    raise ConfigError(f"{script}: {name} has no value: give it a default, "
+                                      f"e.g. {name}: int | None = None")
+                default = script_globals[name]
+                add_flag(group, name.lower(), default, why, value_type(script, name, default, annotations),
+                         **overrides.get(name.lower(), {}))
     return parser
 
 
