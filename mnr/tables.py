@@ -234,18 +234,18 @@ def looks_like(where, names, values):
     lowered = {str(n).strip().lower() for n in names}
     if {"premise", "hypothesis", "label"} <= lowered:
         return f"this looks like an NLI file: train on its entailment pairs with --nli-data {where}"
-    if len(names) == 3 and all(_number(v) for v in values):
+    if len(names) == 3 and all(0 <= _number(v) <= 5 for v in values):  # STSb's 0-5 gold scale
         return (f"this looks like an STS file (sentence1, sentence2, score): evaluate_sts.py --sts-data {where} "
                 "scores models on it; training needs (anchor, positive, negative...) texts")
     return "drop that column, or give a table of (anchor, positive, negative...) texts"
 
 
 def _number(text):
+    """`text` as a float; NaN for anything else, so every comparison with it is false."""
     try:
-        float(text)
-        return True
+        return float(text)
     except ValueError:
-        return False
+        return float("nan")
 
 
 def check_texts_are_texts(where, names, rows, columns=(0, 1)):
