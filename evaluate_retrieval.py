@@ -145,14 +145,16 @@ def evaluate(model_or_path, task, batch_size=64, truncate_dim=None, progress=Fal
 
 def check_models(models):
     """Every MODEL argument a model folder, or a hub name the hub or its local cache can give: one line naming
-    the ones that cannot, before any is loaded. Said here because the loader's own advice names train_mnr's
-    --model-name, and this script takes its models as positional arguments."""
+    the ones that cannot, before any is loaded. Hub names are told here, not by the loader, whose advice names
+    train_mnr's --model-name: this script takes its models as positional arguments."""
+    hub_names = [m for m in models if not os.path.isdir(m) and hub.hub_id(m, bare=True)]
     for m in models:
-        check_model_name(m)
-    missing = [m for m in models if hub_alternative(m)]
+        if m not in hub_names:  # a folder, or a path that can be no hub name
+            check_model_name(m)
+    missing = [m for m in hub_names if hub_alternative(m)]
     if missing and (hub.offline_mode() or not hub.may_load()):
-        raise ModelError(f"{', '.join(missing)}: not a local folder nor in the Hugging Face cache, and the hub is "
-                         "unreachable or HF_HUB_OFFLINE is set; give local model folders as the MODEL arguments, "
+        raise ModelError(f"{', '.join(missing)}: no such local folder, nor in the Hugging Face cache, and the hub "
+                         "is unreachable or HF_HUB_OFFLINE is set; give local model folders as the MODEL arguments, "
                          f"e.g. python evaluate_retrieval.py \"{hub.MINILM_FOLDER}\" --beir DIR")
 
 

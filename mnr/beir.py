@@ -89,8 +89,8 @@ def unique_texts(rows, source, what):
         else:
             empty.append(i)
     if empty:
-        warn(f"{source}: {len(empty)} {what}(s) with an empty text, dropped with the judgements that name them "
-             f"(the first: {empty[0]!r}, at {where_seen[empty[0]]})")
+        warn(f"{source}: {len(empty)} empty {what} text(s) dropped, with the judgements that name them "
+             f"(the first: {what} {empty[0]!r}, at {where_seen[empty[0]]})")
     return texts, set(empty)
 
 
