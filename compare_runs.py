@@ -35,7 +35,7 @@ import evaluate_retrieval
 import evaluate_sts
 import train_mnr
 from mnr import report, samplers
-from mnr.errors import exit_on_input_error
+from mnr.errors import ConfigError, exit_on_input_error
 from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
 from mnr.precision import resolve
 from mnr.stats import mean_std, paired_bootstrap
@@ -266,6 +266,9 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=None, help="train each run with this many seeds (default: "
                         "the preset's, 1 for cpu, gpu and smoke, 3 for negatives and matryoshka)")
     args = parse_flags(parser, argv)
+    with exit_on_input_error():  # before a folder is made: with no seed at all the tables would have no rows
+        if args.seeds is not None and args.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     preset = PRESETS[args.preset]
     seeds = args.seeds or preset.get("seeds", 1)
     model = args.model_name or preset.get("model") or packaged_minilm()

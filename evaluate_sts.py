@@ -11,6 +11,7 @@ orders the pairs like the annotators did, not whether the cosines sit on the gol
 model, a bar while encoding) goes to stderr, so stdout holds only the table or the JSON.
 """
 import json
+import math
 import os
 import sys
 
@@ -37,6 +38,7 @@ JSON = False               # print a JSON list instead of a table
 # ---- end of hyperparameters --------------------------------------------------------------------------------
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")
+STS_RANGE = (0.0, 5.0)  # the benchmark's gold scale (SICK's 1-5 lies within it); scores are divided by its top
 # what to give instead of the hub
 LOCAL_STS = "--sts-data PATH (e.g. the sample shipped with the repository: --sts-data tests/data/stsb)"
 STSB_PAIRS = {"dev": 1500, "test": 1379}  # the full benchmark's size: fewer pairs is a sample, scored differently
@@ -52,7 +54,7 @@ def load_sts(source, split="dev"):
             ds = datasets.load_dataset(name, config, split=hub_split)
         except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
             raise DataError(f"could not load {name} from the hub ({type(e).__name__}: {e})") from None
-        return list(zip(ds["sentence1"], ds["sentence2"])), [float(s) / divide for s in ds[column]]
+        return list(zip(ds["sentence1"], ds["sentence2"])), check_gold(name, [float(s) / divide for s in ds[column]])
     path = source
     if os.path.isdir(source):
         candidates = [os.path.join(source, f"{split}{ext}") for ext in (".tsv.gz", ".tsv", ".csv.gz", ".csv")]
@@ -60,13 +62,34 @@ def load_sts(source, split="dev"):
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file or directory; give {LOCAL_STS}")
     ds = load_table(path, STS_COLUMNS)
+    low, high = STS_RANGE
     gold = []
-    for value in ds["score"]:
+    for i, value in enumerate(ds["score"]):
         try:
-            gold.append(float(value) / 5.0)
+            score = float(value)
         except (TypeError, ValueError):
             raise DataError(f"{path}: score column is not numeric (found {value!r})") from None
-    return list(zip(ds["sentence1"], ds["sentence2"])), gold
+        # NaN would make every correlation NaN, and a score off the scale is a typo ("35" for "3.5"): both would
+        # print a table that looks like a result.
+        if not math.isfinite(score):
+            raise DataError(f"{path}: row {i + 1}: score {value!r} is not a finite number; every pair needs a "
+                            f"gold score in {low:g}-{high:g}")
+        if not low <= score <= high:
+            raise DataError(f"{path}: row {i + 1}: score {value!r} is outside the STS range {low:g}-{high:g} "
+                            f"(scores are read on that scale and divided by {high:g}); fix the row, or rescale the "
+                            f"file's scores to {low:g}-{high:g}")
+        gold.append(score / high)
+    return list(zip(ds["sentence1"], ds["sentence2"])), check_gold(path, gold)
+
+
+def check_gold(where, gold):
+    """A correlation needs at least two pairs whose gold scores differ: otherwise it is NaN, or scipy raises."""
+    if len(gold) < 2:
+        raise DataError(f"{where}: {len(gold)} scored pair(s); a correlation needs at least 2, so give more rows")
+    if len(set(gold)) == 1:
+        raise DataError(f"{where}: all {len(gold)} gold scores are equal ({gold[0] * STS_RANGE[1]:g}); a rank "
+                        "correlation needs scores that differ")
+    return gold
 
 
 def check_truncate_dim(encoder, truncate_dim, name="the model"):
@@ -141,6 +164,8 @@ def main(argv=None):
                                        precision={"choices": PRECISIONS[1:]}), argv)
     results = []
     with exit_on_input_error():
+        if args.batch_size < 1:  # range() would end in a traceback while encoding
+            raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
         pairs, gold = load_sts(args.sts_data, args.split)
         what = f"STS benchmark {args.split} ({len(pairs)} pairs, {len(distinct_sentences(pairs))} sentences)"
         for m in args.models:
