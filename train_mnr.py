@@ -53,7 +53,7 @@ from pooling import POOLINGS, embed_columns, encode
 # data
 NLI_DATA = "hub"           # "hub": SNLI + MultiNLI train, as the tutorial; or a local file, folder or list
 HARD_NEGATIVES = False     # rows (anchor, positive, contradiction): one hard negative per query
-TRAIN_DATA: str | None = None  # instead of NLI: a table of (anchor, positive, negatives...) by column position
+TRAIN_DATA: str | None = None  # instead of NLI: an (anchor, positive, negatives...) table, columns by name or position
                            # (.tsv .csv .jsonl .json .parquet, optionally .gz), a BEIR folder, or a hub id
 MAX_LENGTH = DEFAULT_MAX_LENGTH  # tokens kept per sentence; NLI sentences rarely come near it
 PAD_TO_MAX_LENGTH = False  # pad every row to MAX_LENGTH as the tutorial did: only to measure the waste
