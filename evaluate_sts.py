@@ -23,7 +23,7 @@ from mnr import hub
 from mnr.errors import ConfigError, DataError, exit_on_input_error
 from mnr.flags import add_block_flags, new_parser, parse_flags
 from mnr.hub import STS_HUB
-from mnr.models import load_encoder
+from mnr.models import check_model_names, load_encoder
 from mnr.precision import PRECISIONS
 from mnr.tables import load_table
 from pooling import encode
@@ -164,6 +164,7 @@ def main(argv=None):
                                        precision={"choices": PRECISIONS[1:]}), argv)
     results = []
     with exit_on_input_error():
+        check_model_names(args.models)  # every model, before the first is scored
         if args.batch_size < 1:  # range() would end in a traceback while encoding
             raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
         pairs, gold = load_sts(args.sts_data, args.split)

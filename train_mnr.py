@@ -114,6 +114,10 @@ def check_args(args):
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.scale > 1000:  # cosines 0.01 apart would be logits 10+ apart: all probability on the top candidate
+        raise ConfigError(f"--scale {args.scale}: above 1000 the softmax saturates and the loss sees only the "
+                          "top-scored candidate; MNR uses 20 (temperature 0.05), sane values lie within 5-100")
+    distributed.check_device(args.device)
     if not 0 <= args.warmup_ratio <= 1:
         raise ConfigError(f"--warmup-ratio must be within [0, 1], got {args.warmup_ratio}")
     if os.path.isfile(args.output_dir):
@@ -122,7 +126,7 @@ def check_args(args):
         raise ConfigError("--train-data replaces the NLI data: give it without --nli-data and --hard-negatives")
     hardness.check_flags(args.hardness_mode, args.hardness_strength)
     matryoshka.parse_dims(args.matryoshka_dims, args.matryoshka_weights)
-    check_model_name(args.model_name)
+    check_model_name(args.model_name, args.max_length)  # and that its tokenizer and positions take max_length
     if args.guide_model:
         check_model_name(args.guide_model)
     # Every input that would come from the hub, named in one line when there is no network.

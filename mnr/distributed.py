@@ -13,6 +13,26 @@ import torch.distributed as dist
 from mnr.errors import ConfigError
 
 
+def check_device(device_flag):
+    """Refuse a --device this machine cannot compute on, before anything loads: torch itself only fails at the
+    first tensor moved there, with an AssertionError from deep inside."""
+    if device_flag == "auto":
+        return
+    try:
+        device = torch.device(device_flag)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device_flag}: not a device; give auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device_flag}: no CUDA device here (this PyTorch "
+                          f"{'has no CUDA support' if torch.version.cuda is None else 'finds no GPU'}); "
+                          "give --device cpu, or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device_flag}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device_flag}: the scripts compute on cpu or cuda only")
+
+
 def setup(device_flag="auto"):
     """-> (rank, world_size, device). Joins the process group when started by torchrun (RANK is set)."""
     if "RANK" not in os.environ:

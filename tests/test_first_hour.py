@@ -87,11 +87,13 @@ def test_quick_start_runs_in_a_fresh_clone(tmp_path, minilm_path):
 
 @pytest.fixture
 def unloadable_model(tmp_path):
-    """A folder that passes the up-front model check (it has a config.json) but fails to load: a data error seen
-    with it proves the data was refused before the model was loaded."""
+    """A folder that passes the up-front model check (it has the files it looks for) but fails to load: a data error
+    seen with it proves the data was refused before the model was loaded."""
     folder = tmp_path / "unloadable-model"
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "tokenizer.json").write_text("{}")  # unreadable by the loaders
+    (folder / "pytorch_model.bin").write_bytes(b"")
     return str(folder)
 
 
