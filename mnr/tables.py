@@ -273,16 +273,16 @@ def check_texts_are_texts(where, names, rows, columns=(0, 1)):
 def load_train_data(source, with_sources=False):
     """--train-data: a local table, a BEIR folder or a hub dataset -> list of (anchor, positive, negative_1, ...).
 
-    Columns named anchor/query/question, positive/pos/document/answer are read by name; the others are taken by
-    position: anchor, positive, then zero or more negatives. It prints (stdout) which column became what, and
-    warns (stderr) when a TSV or CSV file's header looks like a row. Every file of one source must give the same
-    number of columns, and at least two. A BEIR folder gives one (query, document) pair per positive train qrel
-    (mnr/beir.py). `with_sources`: -> (rows, each row's source), the file it came from (a BEIR folder or a hub
-    dataset is one source), for --batch-sampler by-source."""
+    Columns named anchor/query/question, positive/pos/document/answer or negative/neg/negative_N are read by name;
+    the others are taken by position: anchor, positive, then zero or more negatives. It prints (stdout) which
+    column became what, and warns (stderr) when a TSV or CSV file's header looks like a row. Every file of one
+    source must give the same number of columns, and at least two. A BEIR folder gives one (query, document) pair
+    per positive train qrel (mnr/beir.py). `with_sources`: -> (rows, each row's source), the file it came from (a
+    BEIR folder or a hub dataset is one source), for --batch-sampler by-source."""
     if beir.is_beir_folder(source):
         rows = beir.train_pairs(source)
         return (rows, [source] * len(rows)) if with_sources else rows
-    rows, width, sources, notes = [], None, [], []
+    rows, width, sources, notes, shown = [], None, [], [], None
     for where, ds in load_tables(source):
         names = ds.column_names
         if len(names) < 2:
@@ -296,20 +296,22 @@ def load_train_data(source, with_sources=False):
         width = len(labels)
         found = check_cells(where, labels, list(zip(*columns)))
         check_texts_are_texts(where, labels, found)
-        if not notes or notes[-1][1] != names:  # a folder of files with one header: one line
-            notes.append((describe_columns(where, names, order, counts), names))
+        if names != shown:  # a folder of files with one header: one line
+            notes.append(describe_columns(where, names, order, counts))
+            shown = names
         if _format(where) in ("tsv", "csv") and header_looks_like_data(names, found):
             first = ", ".join(repr(n if len(n) <= 40 else n[:37] + "...") for n in names)
             notes.append((f"warning: {where}: its first line ({first}) was read as the header, but it looks like a "
                           f"row (no known column name, as long as the rows): {len(found)} rows are trained, that "
                           "one is not; if it is data, add a header line such as "
-                          f"{'anchor,positive' if _format(where) == 'csv' else 'anchor<TAB>positive'}", None))
+                          f"{'anchor,positive' if _format(where) == 'csv' else 'anchor<TAB>positive'}"))
         rows += found
         sources += [where] * len(found)
     # Negatives over the whole source: one file's few rows may hold a negative such as "1984".
-    check_texts_are_texts(where if sources[0] == where else source, labels, rows, range(2, width))
+    if rows:
+        check_texts_are_texts(where if sources[0] == where else source, labels, rows, range(2, width))
     if os.environ.get("RANK", "0") == "0":  # under torchrun every process loads the data; one says so
-        for line, _ in notes:
+        for line in notes:
             print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout, flush=True)
     return (rows, sources) if with_sources else rows
 
