@@ -34,7 +34,7 @@ import torch
 import evaluate_retrieval
 import evaluate_sts
 import train_mnr
-from mnr import report, samplers
+from mnr import outdir, report, samplers
 from mnr.errors import ConfigError, exit_on_input_error
 from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
 from mnr.precision import resolve
@@ -143,8 +143,14 @@ def run_once(command, out, log_path, product="model.safetensors"):
         return None
     print("$ python " + shlex.join(command), flush=True)
     started = time.perf_counter()
+    replace = []
+    if os.path.lexists(os.path.join(out, product)):  # made by other code or another command: ours to replace
+        for own in ("command.json", "scores.json"):
+            if os.path.isfile(os.path.join(out, own)):
+                os.remove(os.path.join(out, own))
+        replace = ["--overwrite"]  # the scripts refuse to replace a model or table without it
     with open(log_path, "w") as log:
-        result = subprocess.run([sys.executable, *command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run([sys.executable, *command, *replace], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     with open(log_path) as f:  # the log is a results file: no path of this machine in it
         text = shown(f.read(), packaged_minilm())
     with open(log_path, "w") as f:
@@ -154,6 +160,17 @@ def run_once(command, out, log_path, product="model.safetensors"):
     os.makedirs(out, exist_ok=True)
     with open(stamp, "w") as f:  # with the command's wall time: the table's "minutes"
         json.dump({**made_by, "seconds": round(time.perf_counter() - started, 1)}, f)
+    outdir.adopt(out, "command.json", "scores.json")  # ours too: a later --overwrite may replace them
+
+
+def foreign_files(folder):
+    """Entries of `folder` that are not compare_runs' own: its results, logs, and the folders it trained or mined."""
+    def ours(entry):
+        path = os.path.join(folder, entry)
+        if os.path.isdir(path):
+            return any(os.path.exists(os.path.join(path, f)) for f in ("command.json", outdir.MANIFEST, outdir.LOCK))
+        return entry in ("results.md", "results.json", "curves.png") or entry.endswith(".log")
+    return sorted(e for e in os.listdir(folder) if not ours(e))
 
 
 def shown(text, model):
@@ -269,6 +286,9 @@ def main(argv=None):
     with exit_on_input_error():  # before a folder is made: with no seed at all the tables would have no rows
         if args.seeds is not None and args.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+        if args.output_dir and os.path.isdir(args.output_dir) and foreign_files(args.output_dir):
+            raise ConfigError(f"--output-dir {args.output_dir}: holds files compare_runs.py did not write (first: "
+                              f"{foreign_files(args.output_dir)[0]}); give a new or empty folder")
     preset = PRESETS[args.preset]
     seeds = args.seeds or preset.get("seeds", 1)
     model = args.model_name or preset.get("model") or packaged_minilm()

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 import data_prep
 from mnr import hub
-from mnr.errors import ConfigError, DataError, exit_on_input_error
+from mnr.errors import ConfigError, DataError, SaveError, exit_on_input_error
 from mnr.flags import add_block_flags, new_parser, parse_flags
 from mnr.models import check_model_name, hub_alternative, load_encoder
 from mnr.precision import PRECISIONS
@@ -44,6 +44,7 @@ TRAIN_DATA: str | None = None  # (anchor, positive, ...) table, BEIR folder or h
 NLI_DATA: str | None = None    # or NLI data ('hub' or local): its entailment pairs, and its labels for the report
 CORPUS: str | None = None      # more candidate texts: any table (an NLI file gives its premises and hypotheses) or a BEIR folder's corpus
 OUTPUT: str | None = None      # FILE.tsv or FILE.tsv.gz, readable by --train-data as it is
+OVERWRITE = False              # replace an earlier table of this script's at OUTPUT; any other file is refused even so
 # model
 MODEL_NAME: str | None = None  # whose near-misses to mine: usually the model about to be trained
 BATCH_SIZE = 64          # texts per forward pass while embedding
@@ -86,11 +87,7 @@ def check_args(args):
     if args.range_max - args.range_min < args.num_negatives:
         raise ConfigError(f"--num-negatives {args.num_negatives} does not fit in the candidates left between "
                           f"--range-min {args.range_min} and --range-max {args.range_max}")
-    if os.path.isdir(args.output) or not args.output.endswith((".tsv", ".tsv.gz")):
-        raise ConfigError(f"--output {args.output}: must be a file name ending in .tsv or .tsv.gz")
-    parent = os.path.dirname(os.path.abspath(args.output))
-    if os.path.exists(parent) and not (os.path.isdir(parent) and os.access(parent, os.W_OK)):
-        raise ConfigError(f"--output {args.output}: {parent} is not a folder this user can write to")
+    check_output(args)
     check_model_name(args.model_name)
     hub.check_inputs([alternative for alternative in (  # every hub input named in one line when offline
         hub_alternative(args.model_name),
@@ -178,6 +175,26 @@ def pick_negatives(scores, indices, num_negatives, range_min=0, sampling="top", 
 
 # ---- 6. output and report ---------------------------------------------------------------------------------
 
+def check_output(args):
+    """--output: a new file, or (with --overwrite) a table this script wrote before; never a file of the user's."""
+    if os.path.isdir(args.output) or not args.output.endswith((".tsv", ".tsv.gz")):
+        raise ConfigError(f"--output {args.output}: must be a file name ending in .tsv or .tsv.gz")
+    parent = os.path.dirname(os.path.abspath(args.output))
+    if os.path.exists(parent) and not (os.path.isdir(parent) and os.access(parent, os.W_OK)):
+        raise ConfigError(f"--output {args.output}: {parent} is not a folder this user can write to")
+    if os.path.lexists(args.output):
+        if not args.overwrite:
+            raise ConfigError(f"--output {args.output}: exists; give another --output, or --overwrite to replace it")
+        try:  # ours if it starts with the header write_tsv gives every table
+            with (gzip.open if args.output.endswith(".gz") else open)(args.output, "rt", encoding="utf-8") as f:
+                ours = f.readline().startswith("anchor\tpositive\tnegative_1")
+        except (OSError, UnicodeDecodeError, EOFError):
+            ours = False
+        if not ours:
+            raise ConfigError(f"--output {args.output}: not a table mine_negatives.py wrote (its first line is not "
+                              "anchor, positive, negative_1...): give another --output")
+
+
 # A TSV cell cannot hold a tab or a line break, and BEIR abstracts sometimes do (SciFact has some): a space takes
 # their place. A BERT tokenizer reads all three as whitespace, so the text tokenizes exactly as before.
 ONE_LINE = str.maketrans("\t\n\r", "   ")
@@ -195,8 +212,10 @@ def write_tsv(path, header, rows):
             f.writelines("\t".join(cell.translate(ONE_LINE) for cell in row) + "\n" for row in [header, *rows])
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the data is not
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         os.unlink(tmp)
+        if isinstance(e, OSError):  # a full disk, a file-size limit: one line, and no half table anywhere
+            raise SaveError(f"{path}: could not write the table ({e.strerror or e}); nothing was written") from None
         raise
 
 
@@ -268,7 +287,8 @@ def main(argv=None):
         if not rows:  # a header alone is no training data
             raise DataError("no query kept --num-negatives candidates, so nothing was written: raise --range-max, "
                             "or lower --range-min, --num-negatives or the filters")
-    write_tsv(args.output, ["anchor", "positive"] + [f"negative_{i + 1}" for i in range(args.num_negatives)], rows)
+        write_tsv(args.output, ["anchor", "positive"] + [f"negative_{i + 1}" for i in range(args.num_negatives)],
+                  rows)
     print(f"wrote {args.output}")
 
 

@@ -39,8 +39,8 @@ from tqdm import tqdm
 
 import data_prep
 import evaluate_sts
-from mnr import (checkpoint, distributed, gist, gradcache, hardness, hub, matryoshka, model_card, packing, samplers,
-                 save, train_log)
+from mnr import (checkpoint, distributed, gist, gradcache, hardness, hub, matryoshka, model_card, outdir, packing,
+                 samplers, save, train_log)
 from mnr.errors import ConfigError, DataError, exit_on_input_error
 from mnr.flags import add_block_flags, config_of, new_parser, parse_flags
 from mnr.models import MAX_LENGTH as DEFAULT_MAX_LENGTH, check_model_name, hub_alternative, load_encoder, load_model
@@ -87,6 +87,7 @@ STS_DATA: str | None = None  # STS benchmark for dev scores during training: "hu
                            # {dev,test}.tsv.gz (sentence1, sentence2, score 0-5), e.g. tests/data/stsb; None: none
 EVAL_EVERY = 0             # with STS_DATA: score STSb dev every N steps, besides before and after training
 OUTPUT_DIR = "output/mnr"  # the final model (transformers and sentence-transformers load it), its log, checkpoints
+OVERWRITE = False          # replace the model of ours in OUTPUT_DIR; a folder with any other file is refused even so
 SAVE_EVERY = 0             # write OUTPUT_DIR/checkpoint-STEP every N steps, for --resume (0: never)
 KEEP_CHECKPOINTS = 2       # how many of the newest checkpoints to keep
 RESUME: str | None = None  # continue from a checkpoint: --resume (the newest in OUTPUT_DIR) or --resume PATH
@@ -120,8 +121,7 @@ def check_args(args):
     distributed.check_device(args.device)
     if not 0 <= args.warmup_ratio <= 1:
         raise ConfigError(f"--warmup-ratio must be within [0, 1], got {args.warmup_ratio}")
-    if os.path.isfile(args.output_dir):
-        raise ConfigError(f"--output-dir {args.output_dir} is an existing file, not a folder")
+    outdir.check(args.output_dir, args.overwrite, args.resume)  # ours to write in, or refused before any work
     if args.train_data and (args.nli_data != NLI_DATA or args.hard_negatives):
         raise ConfigError("--train-data replaces the NLI data: give it without --nli-data and --hard-negatives")
     hardness.check_flags(args.hardness_mode, args.hardness_strength)
@@ -237,6 +237,8 @@ def setup(args, loss_fn, command=None, defaults=None):
     torch.manual_seed(args.seed + rank)  # dropout: each process its own stream (every CUDA device is seeded too)
     run = SimpleNamespace(device=device, world=world, master=rank == 0, share=distributed.local_share(args.batch_size))
     run.print = print if run.master else (lambda *a, **k: None)  # only rank 0 prints, logs, evaluates and saves
+    # OUTPUT_DIR: locked for this run; the earlier model in it stays whole until the new one replaces it.
+    run.claim = outdir.claim(args.output_dir, args.overwrite, args.resume) if run.master else None
     # 1-3. Rows and batches: every process draws the same global batches and embeds only its share of each.
     run.rows, run.batches, run.total_steps = load_batches(args)
     run.sts = evaluate_sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
@@ -259,7 +261,8 @@ def setup(args, loss_fn, command=None, defaults=None):
     run.start_step, run.rng = 0, None
     if args.resume:
         run.start_step, run.rng, path = checkpoint.resume(args.resume, args.output_dir, run.model, run.optimizer,
-                                                          run.scheduler, config_of(args), world)
+                                                          run.scheduler, config_of(args), world,
+                                                          checkpoint.rows_digest(run.rows))
         run.print(f"resumed from {path} (step {run.start_step} of {run.total_steps})")
     default_config = config_of(defaults or parse_args([]))
     run.print(train_log.describe_run(config_of(args), default_config, run.rows, run.total_steps, world, device, asked))
@@ -317,8 +320,10 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
     if run.master:
         run.log.close()
         run.facts.update(steps=run.total_steps, wall_time_s=time.perf_counter() - run.started)
-        save.save_model(run.model, run.tokenizer, args.output_dir, config_of(args), facts=run.facts)
+        save.save_model(run.model, run.tokenizer, args.output_dir, config_of(args), facts=run.facts,
+                        log_path=run.log.name)
         save.report_saved(args.output_dir, time.perf_counter() - run.started, checkpoint.checkpoints(args.output_dir))
+        outdir.release(run.claim)
     distributed.cleanup()
     return args.output_dir
 
@@ -337,7 +342,8 @@ def after_step(args, run, step, progress, loss_value, lr, grad_norm, exclude, se
         states = distributed.gather_objects(rng_state(run.device))  # a collective: every process takes part
         if run.master:
             checkpoint.save_checkpoint(args.output_dir, step, run.model, run.tokenizer, run.optimizer,
-                                       run.scheduler, config_of(args), states, args.keep_checkpoints, facts=run.facts)
+                                       run.scheduler, config_of(args), states, args.keep_checkpoints, facts=run.facts,
+                                       rows_digest=checkpoint.rows_digest(run.rows))
 
 
 def sts_dev_score(args, run, step, write):
@@ -360,6 +366,8 @@ def main(args, loss_fn=mnr_loss, defaults=None):
     except KeyboardInterrupt:
         print(f"\ninterrupted: nothing is half-written; {checkpoint.resume_advice(args.output_dir)}", file=sys.stderr)
         sys.exit(130)
+    finally:
+        outdir.release_all()  # the lock, and a folder this run made and left empty
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ step, the hyperparameters, and every process's RNG state (mnr/rng.py). Written u
 when complete, so a crash mid-write never leaves a checkpoint that looks whole. A checkpoint damaged later (a
 truncated copy, a disk error) is found at --resume: the run continues from the newest intact one and says so.
 """
+import hashlib
 import os
 import shutil
 import sys
@@ -12,6 +13,7 @@ import sys
 import torch
 
 from mnr.errors import ResumeError, SaveError, first_line
+from mnr import outdir
 from mnr.files import follow_umask, removed_on_failure, temporary_folder
 from mnr.save import write_model_files
 
@@ -19,7 +21,17 @@ STATE_FILE = "training_state.pt"
 REQUIRED = ("model.safetensors", "config.json", STATE_FILE)
 # Hyperparameters a resumed run may change: they decide where and how often things are written or scored,
 # never what is computed.
-RESUME_FREE = {"OUTPUT_DIR", "RESUME", "SAVE_EVERY", "KEEP_CHECKPOINTS", "STS_DATA", "EVAL_EVERY", "DEVICE"}
+RESUME_FREE = {"OUTPUT_DIR", "RESUME", "SAVE_EVERY", "KEEP_CHECKPOINTS", "STS_DATA", "EVAL_EVERY", "DEVICE",
+               "OVERWRITE"}
+STATE_KEYS = ("step", "config", "optimizer", "scheduler", "rng")  # what training_state.pt must hold to resume
+
+
+def rows_digest(rows):
+    """A digest of the training rows themselves: the same path may hold other data by the time a run resumes."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update("\t".join(row).encode("utf-8", "surrogatepass") + b"\n")
+    return digest.hexdigest()[:16]
 
 
 class DamagedCheckpoint(ResumeError):
@@ -39,10 +51,12 @@ def checkpoints(output_dir):
     return [path for _, path in sorted(found)]
 
 
-def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, config, rng_states, keep, facts=None):
+def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, config, rng_states, keep, facts=None,
+                    rows_digest=None):
     """OUTPUT_DIR/checkpoint-STEP: a loadable model folder plus optimizer, scheduler, step and the dropout RNG
     states of every rank. Written under a temporary name and renamed when complete; the newest `keep` are kept.
-    `facts`: what the training loop measured so far, for the model card."""
+    `facts`: what the training loop measured so far, for the model card; `rows_digest`: the training rows'
+    (rows_digest), so a resume on other rows is refused."""
     final = os.path.join(output_dir, f"checkpoint-{step}")
     tmp = temporary_folder(output_dir, f"checkpoint-{step}")
     with removed_on_failure(tmp, f"{final}: could not write the checkpoint ({{reason}}); the earlier checkpoints "
@@ -51,9 +65,11 @@ def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, co
         if incomplete:
             raise SaveError(f"{final}: could not write the checkpoint's model files ({incomplete})")
         torch.save({"step": step, "config": config, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng_states}, os.path.join(tmp, STATE_FILE))
+                    "scheduler": scheduler.state_dict(), "rng": rng_states, "rows_digest": rows_digest},
+                   os.path.join(tmp, STATE_FILE))
+        outdir.write_manifest(tmp)
         follow_umask(tmp)
-        if os.path.exists(final):  # left by an earlier run into the same folder: replace it
+        if os.path.exists(final):  # left by an earlier run of ours into the same folder: replace it
             shutil.rmtree(final)
         os.rename(tmp, final)
     for old in checkpoints(output_dir)[:-keep] if keep > 0 else []:
@@ -69,6 +85,10 @@ def read_checkpoint(path):
         state = torch.load(files[STATE_FILE], map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a truncated zip, a bad pickle: the file is damaged, whatever the type
         raise DamagedCheckpoint(f"{files[STATE_FILE]}: damaged, cannot be read ({first_line(e, type(e).__name__)})") from None
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise DamagedCheckpoint(f"{files[STATE_FILE]}: not a training state of these scripts (no "
+                                f"{', '.join(missing)})")
     try:
         weights = load_file(files["model.safetensors"])
     except Exception as e:  # noqa: BLE001
@@ -77,7 +97,7 @@ def read_checkpoint(path):
     return state, weights
 
 
-def load_checkpoint(path, model, optimizer, scheduler, config):
+def load_checkpoint(path, model, optimizer, scheduler, config, rows_digest=None):
     """Restore weights, optimizer and scheduler from `path` in place -> (step, per-rank RNG states).
 
     Only safetensors and `weights_only` loading: a checkpoint cannot run code. Refuses (one line) a resume
@@ -87,6 +107,10 @@ def load_checkpoint(path, model, optimizer, scheduler, config):
         if key not in RESUME_FREE and config.get(key) != state["config"].get(key):
             raise ResumeError(f"{path}: cannot resume with --{key.lower().replace('_', '-')} "
                               f"{config.get(key)!r}; the checkpoint was written with {state['config'].get(key)!r}")
+    if rows_digest and state.get("rows_digest") and rows_digest != state["rows_digest"]:
+        raise ResumeError(f"{path}: the training data ({config.get('TRAIN_DATA') or config.get('NLI_DATA')}) holds "
+                          "other rows than the run that wrote this checkpoint; resume on the same data, or start "
+                          "over with --overwrite")
     model = getattr(model, "module", model)
     # The file may hold more than the model: the start model's pooler, kept for AutoModel (mnr/save.py).
     wanted = model.state_dict().keys()
@@ -100,7 +124,7 @@ def load_checkpoint(path, model, optimizer, scheduler, config):
     return state["step"], state["rng"]
 
 
-def resume(path, output_dir, model, optimizer, scheduler, config, world):
+def resume(path, output_dir, model, optimizer, scheduler, config, world, rows_digest=None):
     """--resume (path "latest": the newest complete checkpoint in output_dir): restore weights, optimiser and
     schedule -> (step, every process's RNG state, the checkpoint's path). With "latest", a damaged checkpoint is
     passed over for the newest intact one, said on stderr; a damaged PATH given by name is an error."""
@@ -110,7 +134,7 @@ def resume(path, output_dir, model, optimizer, scheduler, config, world):
                           "run the same command without --resume to start over")
     for i, candidate in enumerate(candidates):
         try:
-            step, rng = load_checkpoint(candidate, model, optimizer, scheduler, config)
+            step, rng = load_checkpoint(candidate, model, optimizer, scheduler, config, rows_digest)
             break
         except DamagedCheckpoint as e:
             if i == len(candidates) - 1:

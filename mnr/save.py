@@ -1,7 +1,7 @@
 """Step 9 of the tutorial, save: a folder that transformers and sentence-transformers both load.
 
 The weights are written first, then what sentence-transformers reads to rebuild the same pooling, then the model
-card. The folder is written under a temporary name beside OUTPUT_DIR (mnr/files.py) and swapped in whole:
+card. The folder is written under a temporary name beside OUTPUT_DIR and swapped in whole (mnr/outdir.py):
   - the weights cannot be written (disk full, no permission, a file-size limit): one `error:` line with the path
     and the system's reason; the model already in OUTPUT_DIR is untouched;
   - the weights are written but a later file fails (the card, a sentence-transformers file): the folder is
@@ -9,17 +9,14 @@ card. The folder is written under a temporary name beside OUTPUT_DIR (mnr/files.
 """
 import os
 import shutil
-import tempfile
 
 import torch
 
+from mnr import outdir
 from mnr.errors import SaveError, first_line
 from mnr.files import follow_umask, read_json, removed_on_failure, temporary_folder, write_json
 from mnr.model_card import module_kind, write_model_card
 from mnr.models import MAX_LENGTH, ST_POOLING_KEYS
-
-KEEP_PREFIXES = ("train_log", "checkpoint-")  # what a run keeps in OUTPUT_DIR besides the model itself
-
 
 def start_model_folder(name):
     """The start model (--model-name) on disk: the folder itself, or its snapshot in the local Hugging Face cache;
@@ -127,45 +124,52 @@ def write_model_files(model, tokenizer, folder, config, facts=None, shown_as=Non
     return None
 
 
-def save_model(model, tokenizer, output_dir, config, facts=None):
-    """The final model, swapped in whole: written to a temporary sibling folder, then renamed over
-    `output_dir`. A crash mid-save leaves the previous model as it was. The run's log and checkpoints in
-    `output_dir` are carried over as hard links (no copy, and never absent from `output_dir` before the swap).
-    `facts`: what the training loop measured, for the model card (model_card.write_model_card)."""
+def save_model(model, tokenizer, output_dir, config, facts=None, log_path=None):
+    """The final model, swapped in whole (mnr/outdir.py): written to a temporary folder beside `output_dir`, then
+    exchanged with it in one atomic step, so `output_dir` holds the earlier model or the new one at every instant.
+    Into the new folder go this run's log (`log_path`, the in-progress log, as train_log.jsonl) and the
+    checkpoints in `output_dir` (hard links: no copy); entries of the earlier folder that we did not write are
+    moved across, never deleted. `facts`: what the training loop measured, for the model card."""
     facts = dict(facts or {}, path=output_dir)  # the card names the folder as the user typed it
     shown_as, output_dir = output_dir, os.path.abspath(output_dir)
     parent = os.path.dirname(output_dir)
     try:
         os.makedirs(parent, exist_ok=True)
         tmp = temporary_folder(parent, os.path.basename(output_dir))
+        open(os.path.join(tmp, outdir.INCOMPLETE), "w").close()  # all of tmp is ours until it is complete
     except OSError as e:
         raise SaveError(f"{shown_as}: cannot write there ({e.strerror})") from None
     with removed_on_failure(tmp, f"{shown_as}: could not save the model ({{reason}}); the model that was there "
                                  "before is untouched"):
         incomplete = write_model_files(model, tokenizer, tmp, config, facts, shown_as)
-        follow_umask(tmp)  # before the links below: they share their files' modes with the originals
-        swap_in(tmp, output_dir)
+        carry_over(output_dir, tmp, log_path)
+        outdir.write_manifest(tmp)
+        follow_umask(tmp)  # after the links above: they share their files' modes with the originals
+        swapped = outdir.swap(tmp, output_dir)
+    try:  # outside the block above: tmp may now hold the earlier folder, with files of the user's to move across
+        if swapped:
+            outdir.discard(tmp, output_dir)
+    except OSError as e:
+        raise SaveError(f"{shown_as}: the new model is saved, but the earlier one could not be cleared away "
+                        f"({e.strerror}); it is in {tmp}") from None
     if incomplete:
         raise SaveError(f"{shown_as}: the weights and tokenizer are saved, but the model card or the "
                         f"sentence-transformers files could not be written ({incomplete})")
 
 
-def swap_in(tmp, output_dir):
-    """Rename the complete folder `tmp` to `output_dir`, keeping the run's log and checkpoints already there."""
-    if not os.path.isdir(output_dir):
-        os.rename(tmp, output_dir)
-        return
-    for entry in os.listdir(output_dir):
-        src, dst = os.path.join(output_dir, entry), os.path.join(tmp, entry)
-        if entry.startswith(KEEP_PREFIXES) and not os.path.exists(dst):
-            if os.path.isdir(src):
-                shutil.copytree(src, dst, copy_function=os.link)
-            else:
-                os.link(src, dst)
-    old = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.old-", dir=os.path.dirname(output_dir))
-    os.rename(output_dir, os.path.join(old, "model"))
-    os.rename(tmp, output_dir)  # between these two renames (microseconds) output_dir does not exist
-    shutil.rmtree(old)
+def carry_over(output_dir, tmp, log_path):
+    """This run's log and checkpoints, hard-linked into the new folder `tmp` (a copy where links are refused)."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    if log_path and os.path.isfile(log_path):
+        link(log_path, os.path.join(tmp, "train_log.jsonl"))
+    for entry in os.listdir(output_dir) if os.path.isdir(output_dir) else []:
+        if outdir.CHECKPOINT.match(entry) and not entry.startswith(".") and \
+                not os.path.exists(os.path.join(tmp, entry)):
+            shutil.copytree(os.path.join(output_dir, entry), os.path.join(tmp, entry), copy_function=link)
 
 
 def report_saved(output_dir, seconds, checkpoints):

@@ -1,27 +1,65 @@
-"""OUTPUT_DIR/train_log.jsonl: one JSON line per step (loss, learning rate, gradient norm, speed) and per score;
-and the lines a run prints about itself at the start."""
+"""The JSONL training log: one JSON line per step (loss, learning rate, gradient norm, speed) and per score;
+and the lines a run prints about itself at the start.
+
+While a run trains, its log is OUTPUT_DIR/train_log.in-progress.jsonl, beside the earlier model's own
+train_log.jsonl, which stays as it was: the new log becomes the folder's train_log.jsonl only together with the new
+model (mnr/save.py), so a folder's log always belongs to the model it holds."""
 import json
 import os
+import sys
 
 import torch
 
+from mnr.errors import ResumeError, SaveError
+from mnr.outdir import IN_PROGRESS_LOG
+
+
+def kept_lines(path, start_step):
+    """The lines of the log `path` up to `start_step` (what the checkpoint had seen). A last line cut short (the
+    run was killed mid-write) is dropped and said; a damaged line before it is an error."""
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    kept = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if i < len(lines) - 1:
+                raise ResumeError(f"{path}: line {i + 1} is not JSON; the log is damaged") from None
+            print(f"note: {path}: dropped its last line, cut short when the run was stopped", file=sys.stderr)
+            continue
+        if record.get("step", 0) <= start_step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    return kept
+
 
 def open_log(output_dir, start_step):
-    """The JSONL metrics log. A resumed run drops what the interrupted run logged after its checkpoint."""
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "train_log.jsonl")
+    """This run's log, OUTPUT_DIR/train_log.in-progress.jsonl. A resumed run keeps what the interrupted run logged
+    up to its checkpoint (from its in-progress log; a log written before in-progress logs existed, train_log.jsonl,
+    is read but left as it is)."""
+    path = os.path.join(output_dir, IN_PROGRESS_LOG)
     kept = []
-    if start_step and os.path.exists(path):
-        with open(path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= start_step]
-    log = open(path, "w")
-    log.writelines(kept)
+    if start_step:
+        source = next((p for p in (path, os.path.join(output_dir, "train_log.jsonl")) if os.path.exists(p)), None)
+        kept = kept_lines(source, start_step) if source else []
+    try:
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)  # the interrupted run's log is replaced only by a complete copy of its start
+        log = open(path, "a")
+    except OSError as e:
+        raise SaveError(f"{path}: could not write the training log ({e.strerror})") from None
     return log
 
 
 def write(log, record):
-    log.write(json.dumps(record) + "\n")
-    log.flush()
+    """One line, flushed: a kill loses at most the line being written. A full disk is one error line."""
+    try:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    except OSError as e:
+        raise SaveError(f"{log.name}: could not write the training log ({e.strerror}); the "
+                        "model that was in the folder before is untouched") from None
 
 
 def log_step(log, step, loss, lr, grad_norm, pairs_per_s, device, false_negatives=None):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mnr import checkpoint
+from mnr import checkpoint, outdir
 import train_mnr
 from conftest import finish, run_in_process, start_script
 
@@ -35,7 +35,9 @@ def assert_identical(a, b):
 
 
 def logged_steps(out):
-    path = os.path.join(out, "train_log.jsonl")
+    """The steps logged so far: the running job's in-progress log, or once it has saved, the model's log."""
+    path = os.path.join(out, outdir.IN_PROGRESS_LOG)
+    path = path if os.path.exists(path) else os.path.join(out, "train_log.jsonl")
     return [json.loads(line)["step"] for line in open(path) if '"loss"' in line] if os.path.exists(path) else []
 
 

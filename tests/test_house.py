@@ -85,7 +85,7 @@ def test_a_file_size_limit_at_save_is_one_error_line_and_the_earlier_model_stays
     assert run_script(*args).returncode == 0
     before = digest(out)
     limit = 1 << 20  # 1 MiB: the log and the tokenizer fit, the weights (4 MB) do not (as with `ulimit -f 1024`)
-    proc = subprocess.Popen([sys.executable, *args, "--seed", "7"], cwd=ROOT, env=script_env(), text=True,
+    proc = subprocess.Popen([sys.executable, *args, "--seed", "7", "--overwrite"], cwd=ROOT, env=script_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     result = finish(proc)

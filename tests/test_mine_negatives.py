@@ -371,7 +371,7 @@ def ours(real_pairs, minilm_path, tmp_path_factory):
     def run(*flags):
         output = str(folder / "mined.tsv")
         mine.main(["--model-name", str(minilm_path), "--train-data", data, "--output", output, "--num-negatives", "3",
-                   "--batch-size", "64", *flags])
+                   "--batch-size", "64", "--overwrite", *flags])  # each call replaces the previous call's table
         return {(r[0], r[1]): tuple(r[2:]) for r in tables.load_train_data(output)}
     return run
 
