@@ -31,10 +31,8 @@ import time
 
 import torch
 
-import evaluate_retrieval
-import evaluate_sts
 import train_mnr
-from mnr import outdir, report, samplers
+from mnr import outdir, report, retrieval, samplers, sts
 from mnr.errors import ConfigError, exit_on_input_error
 from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
 from mnr.precision import resolve
@@ -128,7 +126,7 @@ PRESETS = {
                   ("batch 64, lr 2.8e-5, one source per batch", "by-source64",
                    ["train_mnr.py", "--batch-size", "64", "--lr", "2.8e-5", "--batch-sampler", "by-source"])]},
 }
-SCORING_SCRIPTS = ["evaluate_sts.py", "evaluate_retrieval.py"]  # what score() computes with, imports included
+SCORING_SCRIPTS = ["mnr/sts.py", "mnr/retrieval.py"]  # what score() computes with, imports included
 
 
 def run_once(command, out, log_path, product="model.safetensors"):
@@ -232,12 +230,12 @@ def score(path, preset, dev, test, task):
         return saved["scores"]
     encoder = load_encoder(path)
     precision = scoring_precision(preset)
-    row = {"sts_dev": evaluate_sts.evaluate(encoder, *dev, precision=precision)["spearman"],
-           "sts_test": evaluate_sts.evaluate(encoder, *test, precision=precision)["spearman"]}
+    row = {"sts_dev": sts.evaluate(encoder, *dev, precision=precision)["spearman"],
+           "sts_test": sts.evaluate(encoder, *test, precision=precision)["spearman"]}
     for d in preset.get("dims", []):
-        row[f"sts_test@{d}"] = evaluate_sts.evaluate(encoder, *test, truncate_dim=d, precision=precision)["spearman"]
+        row[f"sts_test@{d}"] = sts.evaluate(encoder, *test, truncate_dim=d, precision=precision)["spearman"]
     if task:  # per query too: the paired bootstrap against the preset's baseline run needs them
-        row.update(evaluate_retrieval.evaluate(encoder, task, precision=precision, per_query=True))
+        row.update(retrieval.evaluate(encoder, task, precision=precision, per_query=True))
     if key is not None:
         write_json_atomic(cache, {"key": key, "scores": row})
     return row
@@ -252,9 +250,9 @@ def scoring_precision(preset):
 def retrieval_task(preset):
     """The preset's retrieval task: a BEIR folder's split, else the NLI file (None when that file is missing)."""
     if preset.get("beir"):
-        return evaluate_retrieval.load_beir(*preset["beir"])
-    retrieval = preset.get("retrieval")
-    return evaluate_retrieval.load_nli_retrieval(retrieval) if retrieval and os.path.exists(retrieval) else None
+        return retrieval.load_beir(*preset["beir"])
+    nli_file = preset.get("retrieval")
+    return retrieval.load_nli_retrieval(nli_file) if nli_file and os.path.exists(nli_file) else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -300,7 +298,7 @@ def main(argv=None):
     trained, commands = train_all(preset, model, models_dir, results_dir, seeds)
 
     # 2. Score the start model and every trained one the same way; then mean and spread over the seeds.
-    dev, test = evaluate_sts.load_sts(preset["sts"], "dev"), evaluate_sts.load_sts(preset["sts"], "test")
+    dev, test = sts.load_sts(preset["sts"], "dev"), sts.load_sts(preset["sts"], "test")
     task = retrieval_task(preset)
     rows = []
     for name, folders, run_commands in [("start model (untrained)", [model], []), *trained]:
@@ -342,7 +340,7 @@ def write_results(name, preset, rows, commands, model, seeds, results_dir):
     """The table, tutorial style (sorted by STSb test, or the preset's "sort"), as results.md with the commands
     and the machine, and results.json."""
     rows.sort(key=lambda r: -r[preset.get("sort", "sts_test")])
-    metrics = [m for m in preset.get("columns") or ["sts_dev", "sts_test", *evaluate_retrieval.METRICS, *(
+    metrics = [m for m in preset.get("columns") or ["sts_dev", "sts_test", *retrieval.METRICS, *(
                f"sts_test@{d}" for d in preset.get("dims", [])), "false_negative_share"] if any(m in r for r in rows)]
     titles = {"sts_dev": "STSb dev", "sts_test": "STSb test", "false_negative_share": "false-negative share",
               "ndcg@10_delta": f"ndcg@10 - {preset.get('baseline')} [95 % CI over queries]",

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data_prep
-import evaluate_sts
+from mnr import sts  # the STS benchmark's loader and score, as evaluate_sts.py prints it
 from mnr import (checkpoint, distributed, gist, gradcache, hardness, hub, matryoshka, model_card, outdir, packing,
                  samplers, save, train_log)
 from mnr.errors import ConfigError, DataError, exit_on_input_error
@@ -135,7 +135,7 @@ def check_args(args):
         args.guide_model and hub_alternative(args.guide_model, "--guide-model"),
         LOCAL_TRAIN if args.train_data and hub_source(args.train_data) else None,
         data_prep.LOCAL_NLI if args.nli_data == "hub" and not args.train_data else None,
-        evaluate_sts.LOCAL_STS if args.sts_data == "hub" else None) if alternative])
+        sts.LOCAL_STS if args.sts_data == "hub" else None) if alternative])
 
 
 # ---- 1-3. NLI pairs, tokenizer, duplicate-free batches (data_prep.py) ------------------------------------------
@@ -241,7 +241,7 @@ def setup(args, loss_fn, command=None, defaults=None):
     run.claim = outdir.claim(args.output_dir, args.overwrite, args.resume) if run.master else None
     # 1-3. Rows and batches: every process draws the same global batches and embeds only its share of each.
     run.rows, run.batches, run.total_steps = load_batches(args)
-    run.sts = evaluate_sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
+    run.sts = sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
     # 4-5. The model; under torchrun DDP averages the gradients over processes after each backward.
     run.model, run.tokenizer = load_model(args.model_name, args.dropout)
     run.model.to(device)
@@ -349,7 +349,7 @@ def after_step(args, run, step, progress, loss_value, lr, grad_norm, exclude, se
 def sts_dev_score(args, run, step, write):
     """STSb dev Spearman of the model now, printed, logged and kept for the model card."""
     encoder = (run.model, run.tokenizer, args.pooling, args.max_length)
-    score = evaluate_sts.evaluate(encoder, *run.sts)["spearman"]  # in fp32, as evaluate_sts.py scores
+    score = sts.evaluate(encoder, *run.sts)["spearman"]  # in fp32, as evaluate_sts.py scores
     write(f"step {step}: STSb dev spearman {score:.4f}")
     train_log.write(run.log, {"step": step, "sts_dev_spearman": score})
     run.facts["sts_dev"].append((step, score))

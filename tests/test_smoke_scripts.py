@@ -136,7 +136,7 @@ def test_compare_runs_presets_with_seeds_smoke(tmp_path, tiny_model_dir, small_e
 def test_compare_runs_scores_a_trained_model_once_until_model_code_or_data_change(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(compare_runs, "load_encoder", lambda path: calls.append(path) or path)
-    monkeypatch.setattr(compare_runs.evaluate_sts, "evaluate", lambda encoder, *a, **kw: {"spearman": 0.5})
+    monkeypatch.setattr(compare_runs.sts, "evaluate", lambda encoder, *a, **kw: {"spearman": 0.5})
     out = tmp_path / "run"
     out.mkdir()
     (out / "command.json").write_text(json.dumps({"command": ["train_mnr.py"], "code": "a"}))
