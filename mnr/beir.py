@@ -15,6 +15,7 @@ import sys
 from collections import defaultdict
 
 from mnr.errors import DataError
+from mnr.table_file import load_table
 
 SPLITS = ("train", "dev", "test")
 
@@ -124,7 +125,6 @@ def qrels_path(folder, split):
 
 def read_graded_qrels(folder, split):
     """qrels/SPLIT.tsv -> [(query id, document id, grade)] of every judgement, grade 0 included, in file order."""
-    from mnr.tables import load_table  # tables reads BEIR folders too: imported here, not at the top
     path = qrels_path(folder, split)
     if not os.path.isfile(path):
         found = sorted(f[:-4] for f in os.listdir(os.path.join(folder, "qrels")) if f.endswith(".tsv")) \

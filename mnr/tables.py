@@ -4,16 +4,14 @@ Local files are .tsv, .csv, .jsonl, .json or .parquet, optionally gzipped; a fol
 the name; a comma-separated list means each. A BEIR folder (corpus.jsonl, queries.jsonl, qrels/) is read as it is
 (mnr/beir.py). Every problem with a file is one DataError line naming the file, and the row where there is one.
 """
-import csv
-import gzip
 import os
 import re
 import sys
 
 from mnr import beir, hub
 from mnr.errors import DataError, first_line
+from mnr.table_file import file_format, load_table
 
-FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 NLI_COLUMNS = ("premise", "hypothesis", "label")
 LOCAL_TRAIN = ("--train-data PATH (a local .tsv, .csv, .jsonl, .json or .parquet file, optionally .gz, a BEIR "
                "folder, a folder of such files or a comma-separated list; e.g. the sample tests/data/nli/"
@@ -22,18 +20,13 @@ LOCAL_TRAIN = ("--train-data PATH (a local .tsv, .csv, .jsonl, .json or .parquet
 ID_LIKE = re.compile(r"^[\w./:-]*\d[\w./:-]*$")
 
 
-def _format(name):
-    base = name[:-3] if name.endswith(".gz") else name
-    return FORMATS.get(os.path.splitext(base)[1].lower())
-
-
 def data_files(path):
     """A file, a comma-separated list of files, or a directory (its files with "train" in the name)."""
     files = []
     for part in path.split(","):
         if os.path.isdir(part):
             found = sorted(os.path.join(part, f) for f in os.listdir(part)
-                           if "train" in f and _format(f) is not None)
+                           if "train" in f and file_format(f) is not None)
             if not found and os.path.isdir(os.path.join(part, "qrels")):  # a BEIR folder with a file missing
                 missing = [f for f in ("corpus.jsonl", "queries.jsonl") if not os.path.isfile(os.path.join(part, f))]
                 raise DataError(f"{part}: a BEIR folder (it has qrels/) needs corpus.jsonl and queries.jsonl beside "
@@ -49,54 +42,6 @@ def data_files(path):
         else:
             files.append(part)
     return files
-
-
-def load_table(path, columns=None):
-    """One local file as a `datasets.Dataset` holding exactly `columns` (None: all, in file order), TSV and CSV
-    columns as strings (no type guessing).
-
-    TSV files are read with quoting off: NLI and STS texts contain bare `"` characters, and a quote-aware
-    parser would silently glue rows together. "NA" or "null" are sentences here, not missing values."""
-    import datasets
-    datasets.disable_progress_bars()
-    fmt = _format(path)
-    if fmt is None:
-        raise DataError(f"{path}: unknown file type (expected .tsv, .csv, .jsonl, .json or .parquet, optionally .gz)")
-    if os.path.getsize(path) == 0:
-        raise DataError(f"{path}: the file is empty")
-    kwargs = {}
-    try:
-        if fmt in ("tsv", "csv"):
-            delimiter = "\t" if fmt == "tsv" else ","
-            with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8", newline="") as f:
-                reader = csv.reader(f, delimiter=delimiter,
-                                    quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
-                header = next(reader, [])
-                has_rows = any(any(cell.strip() for cell in row) for row in reader)  # stops at the first row
-            if not has_rows:  # datasets would end in "Instruction "train" corresponds to no data!"
-                raise DataError(f"{path}: the file has a header but no rows")
-            # Every column as a string: type guessing would turn a sentence like "1984" into a number.
-            features = datasets.Features({name: datasets.Value("string") for name in header})
-            kwargs = dict(delimiter=delimiter, keep_default_na=False, na_filter=False, features=features,
-                          **({"quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}))
-        ds = datasets.load_dataset("csv" if fmt == "tsv" else fmt, data_files=path, split="train", **kwargs)
-    except DataError:
-        raise
-    except Exception as e:  # noqa: BLE001 - truncated gzip, bad bytes, ragged rows...: one line, no traceback
-        msg = first_line(e)
-        cause = e.__cause__ or e.__context__
-        if cause is not None and str(cause).strip():
-            msg = f"{msg} ({type(cause).__name__}: {first_line(cause)})"
-        raise DataError(f"{path}: could not be read as {fmt}: {type(e).__name__}: {msg}") from None
-    missing = [c for c in columns or () if c not in ds.column_names]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; "
-                        f"found {', '.join(ds.column_names) or 'none'}; expected {', '.join(columns)}")
-    if len(ds) == 0:
-        raise DataError(f"{path}: the file has a header but no rows")
-    return ds if columns is None else ds.select_columns(list(columns))
-
-
 
 
 # ---- Training data of any source (--train-data): rows (anchor, positive, negative_1, ...) ---------------------
@@ -299,12 +244,12 @@ def load_train_data(source, with_sources=False):
         if names != shown:  # a folder of files with one header: one line
             notes.append(describe_columns(where, names, order, counts))
             shown = names
-        if _format(where) in ("tsv", "csv") and header_looks_like_data(names, found):
+        if file_format(where) in ("tsv", "csv") and header_looks_like_data(names, found):
             first = ", ".join(repr(n if len(n) <= 40 else n[:37] + "...") for n in names)
             notes.append((f"warning: {where}: its first line ({first}) was read as the header, but it looks like a "
                           f"row (no known column name, as long as the rows): {len(found)} rows are trained, that "
                           "one is not; if it is data, add a header line such as "
-                          f"{'anchor,positive' if _format(where) == 'csv' else 'anchor<TAB>positive'}"))
+                          f"{'anchor,positive' if file_format(where) == 'csv' else 'anchor<TAB>positive'}"))
         rows += found
         sources += [where] * len(found)
     # Negatives over the whole source: one file's few rows may hold a negative such as "1984".
