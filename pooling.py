@@ -15,43 +15,59 @@ import torch
 from tqdm import tqdm
 
 from mnr import packing
-from mnr.models import ST_POOLING_KEYS
 from mnr.precision import autocast
 
-POOLINGS = tuple(ST_POOLING_KEYS)  # mean, cls, max: the poolings sentence-transformers can rebuild from a folder
 
-
-def mean_pool(token_embeddings, attention_mask):
+def mean_pool(tokens, mask):
     """Average of the real tokens. (B, T, D), (B, T) -> (B, D)."""
-    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)  # (B, T, 1): 1 on tokens, 0 on padding
-    summed = (token_embeddings * mask).sum(dim=1)  # (B, D): padding contributes zeros
+    weights = mask.unsqueeze(-1).to(tokens.dtype)  # (B, T, 1): 1 on tokens, 0 on padding
+    summed = (tokens * weights).sum(dim=1)  # (B, D): padding contributes zeros
     # An all-padding row would divide by zero; the clamp turns it into a zero vector instead of NaN.
-    counts = mask.sum(dim=1).clamp(min=1e-9)  # (B, 1)
+    counts = weights.sum(dim=1).clamp(min=1e-9)  # (B, 1)
     return summed / counts
 
 
-def cls_pool(token_embeddings, attention_mask):
+def cls_pool(tokens, mask):
     """The first token's vector ([CLS]); padding sits at the end, so the mask is not needed."""
-    return token_embeddings[:, 0]  # (B, D)
+    return tokens[:, 0]  # (B, D)
 
 
-def max_pool(token_embeddings, attention_mask):
+def max_pool(tokens, mask):
     """Per-dimension max over the real tokens. Padding is set to the dtype's lowest value first, so it never
     wins the max (a fixed -1e9 would overflow fp16)."""
-    mask = attention_mask.unsqueeze(-1).bool()  # (B, T, 1)
-    lowest = torch.finfo(token_embeddings.dtype).min
-    return token_embeddings.masked_fill(~mask, lowest).max(dim=1).values  # (B, D)
+    keep = mask.unsqueeze(-1).bool()  # (B, T, 1)
+    lowest = torch.finfo(tokens.dtype).min
+    return tokens.masked_fill(~keep, lowest).max(dim=1).values  # (B, D)
 
 
-def pool(name, token_embeddings, attention_mask):
-    """The one entry point the scripts use: `pool("mean", tokens, mask)`."""
-    if name == "mean":
-        return mean_pool(token_embeddings, attention_mask)
-    if name == "cls":
-        return cls_pool(token_embeddings, attention_mask)
-    if name == "max":
-        return max_pool(token_embeddings, attention_mask)
-    raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLINGS)}")
+def last_token_pool(tokens, mask):
+    """The last real token's vector: what decoder-only embedders (Qwen3-Embedding, e5-mistral) pool, since a causal
+    model's last token is the only one that has seen the whole text. The tokenizer appends the end-of-sequence
+    token, so that is the token read. Works with padding on either side: the last 1 of each mask row is found."""
+    last = mask.shape[1] - 1 - mask.flip(1).to(torch.long).argmax(dim=1)  # (B,)
+    return tokens[torch.arange(len(last), device=last.device), last.to(tokens.device)]  # (B, D)
+
+
+# Every pooling there is: name -> (its function, the flag that selects it in sentence-transformers'
+# 1_Pooling/config.json, or None where sentence-transformers has no such pooling). --pooling's choices, the saved
+# folder's sentence-transformers files, the model card's example code and the loaders all derive from this table
+# (the package reads it from this file: mnr/models.py `pooling_table`), so a new pooling is one function above and
+# one line here. A pooling with None still trains, saves and scores here; its folder has no sentence-transformers
+# files, and the save says so.
+POOLINGS = {
+    "mean": (mean_pool, "pooling_mode_mean_tokens"),
+    "cls": (cls_pool, "pooling_mode_cls_token"),
+    "max": (max_pool, "pooling_mode_max_tokens"),
+    "lasttoken": (last_token_pool, "pooling_mode_lasttoken"),
+}
+
+
+def pool(name, tokens, mask):
+    """The one entry point the scripts use: `pool("mean", tokens, mask)`, token vectors (B, T, D) and attention
+    mask (B, T) -> (B, D)."""
+    if name not in POOLINGS:
+        raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLINGS)}")
+    return POOLINGS[name][0](tokens, mask)
 
 
 def token_embeddings(model, columns, pack=False):

@@ -14,6 +14,7 @@ import shlex
 from mnr.files import read_json
 from mnr.hub import NLI_HUB_DATASETS, STS_HUB, hub_id
 from mnr.matryoshka import parse_dims
+from mnr.models import pooling_source, pooling_table, st_pooling_key
 
 # --loss -> (the sentence-transformers class that computes the same loss, for the hub's loss: tag; its name here).
 # A loss not in this table (one a user added to train_bidirectional.LOSSES) is described by its docstring's first
@@ -27,16 +28,6 @@ LOSSES = {
                   "symmetric Multiple Negatives Ranking loss (query to document and document to query)"),
 }
 EXAMPLE = json.dumps(["A man is playing a guitar.", "Someone plays an instrument."])  # what the examples embed
-# How the transformers example turns token vectors (B, T, D) into one vector per sentence, for each POOLING.
-POOLING_CODE = {
-    "mean": ["mask = batch[\"attention_mask\"].unsqueeze(-1).to(tokens.dtype)  # (B, T, 1): 0 on padding",
-             "embeddings = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # mean of the real tokens"],
-    "cls": ["embeddings = tokens[:, 0]  # the [CLS] token's vector"],
-    "max": ["mask = batch[\"attention_mask\"].unsqueeze(-1).bool()  # (B, T, 1): False on padding",
-            "embeddings = tokens.masked_fill(~mask, torch.finfo(tokens.dtype).min).max(1).values  # padding loses"],
-}
-
-
 def to_yaml(value, indent=""):
     """Block-style YAML lines for nested dicts and lists. Scalars are written as JSON (JSON strings, numbers,
     true/false/null are valid YAML), so no value needs YAML's own quoting rules."""
@@ -192,12 +183,25 @@ def matryoshka_section(dims, path):
             f"STSb score of a cut: `python evaluate_sts.py {shlex.quote(path)} --truncate-dim {dims[-1]}`.", ""]
 
 
+def pooling_code(pooling):
+    """How the transformers example turns token vectors (B, T, D) into one vector per sentence: the pooling's own
+    function, copied from pooling.py's table, then called."""
+    function = pooling_table()[pooling][0]
+    return [*pooling_source(pooling).splitlines(), "", "",
+            f"embeddings = {function}(tokens, batch[\"attention_mask\"])  # (B, D)"]
+
+
 def usage_section(path, pooling, normalize, max_length, dense, dims):
-    lines = ["## Usage", "", "With sentence-transformers:", "", "```python",
-             "from sentence_transformers import SentenceTransformer", "",
-             f"model = SentenceTransformer({json.dumps(path)})",
-             f"embeddings = model.encode({EXAMPLE})",
-             "print(model.similarity(embeddings, embeddings))  # cosine similarities", "```", ""]
+    if st_pooling_key(pooling) is None:  # mnr/save.py wrote no sentence-transformers files
+        lines = ["## Usage", "", f"sentence-transformers has no {pooling!r} pooling, so this folder holds no "
+                 "sentence-transformers files: load it with transformers, as below, or score it with this "
+                 "project's evaluate_sts.py and evaluate_retrieval.py.", ""]
+    else:
+        lines = ["## Usage", "", "With sentence-transformers:", "", "```python",
+                 "from sentence_transformers import SentenceTransformer", "",
+                 f"model = SentenceTransformer({json.dumps(path)})",
+                 f"embeddings = model.encode({EXAMPLE})",
+                 "print(model.similarity(embeddings, embeddings))  # cosine similarities", "```", ""]
     if dense:
         return lines + [f"The folder also holds {', '.join(dense)} after pooling, which only sentence-transformers "
                         "applies: load it with sentence-transformers.", ""]
@@ -208,8 +212,8 @@ def usage_section(path, pooling, normalize, max_length, dense, dims):
               f"model = AutoModel.from_pretrained({json.dumps(path)})",
               f"batch = tokenizer({EXAMPLE},",
               f"                  padding=True, truncation=True, max_length={max_length}, return_tensors=\"pt\")",
-              "with torch.no_grad():", "    tokens = model(**batch).last_hidden_state  # (B, T, D)",
-              *POOLING_CODE[pooling]]
+              "with torch.no_grad():", "    tokens = model(**batch).last_hidden_state  # (B, T, D)", "", "",
+              *pooling_code(pooling)]
     if dims:
         lines.append(f"# embeddings = embeddings[:, :{dims[-1]}]  # a Matryoshka cut: only the first {dims[-1]}")
     if normalize:

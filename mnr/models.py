@@ -9,6 +9,7 @@ code (an `auto_map`, or a model_type transformers does not know) is refused befo
 transformers, such a folder makes it ask on stdin, and a "y" runs whatever Python file the folder holds. Weights
 are read from safetensors, or with torch's weights_only unpickler, which refuses any object but tensors.
 """
+import ast
 import collections
 import difflib
 import json
@@ -18,9 +19,8 @@ from mnr import hub
 from mnr.errors import ConfigError, ModelError, first_line
 
 MAX_LENGTH = 128  # tokens kept per text when nothing else says: the tutorial's limit, and the scripts' default
-# The flag each pooling sets in sentence-transformers' 1_Pooling/config.json; its keys are the poolings there are.
-ST_POOLING_KEYS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
-                   "max": "pooling_mode_max_tokens"}
+# pooling.py, the tutorial's step 5, holds the table of poolings (POOLINGS); the package reads it from there.
+POOLING_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pooling.py")
 # A model ready to embed texts: the transformer, its tokenizer, and how token vectors become one vector.
 SentenceEncoder = collections.namedtuple("SentenceEncoder", "model tokenizer pooling max_length")
 # What a tokenizer is built from; a folder with none of them would get transformers' 5-token fallback tokenizer,
@@ -221,6 +221,44 @@ def hub_alternative(name, flag="--model-name"):
             f"give a local model folder, e.g. {flag} \"{hub.MINILM_FOLDER}\")")
 
 
+# ---- poolings: pooling.py's table, read from its file (the package never imports a script) ------------------
+
+def pooling_table(path=POOLING_FILE):
+    """pooling.py's POOLINGS as {name: (function name, sentence-transformers' 1_Pooling flag or None)}, read from
+    the file as flags.py reads a hyperparameter block: the saved folder, the model card and the loaders follow
+    the table without the package importing the tutorial's step."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "POOLINGS" for t in targets):
+            try:
+                return {ast.literal_eval(key): (value.elts[0].id, ast.literal_eval(value.elts[1]))
+                        for key, value in zip(node.value.keys, node.value.values)}
+            except (AttributeError, IndexError, ValueError, TypeError):
+                break
+    raise ConfigError(f"{path}: POOLINGS must be a dict written out as {{\"name\": (function, \"pooling_mode_..."
+                      "\" or None), ...}}, one entry per pooling")
+
+
+def pooling_source(name, path=POOLING_FILE):
+    """The source of pooling `name`'s function in pooling.py, for the model card's example code."""
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    function = pooling_table(path)[name][0]
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == function)
+    return ast.get_source_segment(source, node)
+
+
+def st_pooling_key(name):
+    """The 1_Pooling/config.json flag of pooling `name`; None when sentence-transformers has no such pooling."""
+    table = pooling_table()
+    if name not in table:
+        raise ConfigError(f"--pooling {name}: no such pooling in pooling.py; choose one of {', '.join(table)}")
+    return table[name][1]
+
+
 # ---- loading -----------------------------------------------------------------------------------------------------
 
 def weights_problem(error):
@@ -287,9 +325,16 @@ def load_model(name, dropout=None):
 
 
 def saved_pooling(folder):
-    """The pooling a saved folder declares in 1_Pooling/config.json; mean when it declares none."""
-    flags = folder_json(folder, "1_Pooling", "config.json") if os.path.isdir(folder) else None
-    return next((name for name, key in ST_POOLING_KEYS.items() if (flags or {}).get(key)), "mean")
+    """The pooling a saved folder declares: in 1_Pooling/config.json, as sentence-transformers reads it; else (a
+    pooling sentence-transformers cannot express, which gets no 1_Pooling) the POOLING of our training_config.json;
+    mean when it declares none."""
+    if not os.path.isdir(folder):
+        return "mean"
+    flags, table = folder_json(folder, "1_Pooling", "config.json"), pooling_table()
+    if flags is not None:
+        return next((name for name, (_, key) in table.items() if key and flags.get(key)), "mean")
+    trained = (folder_json(folder, "training_config.json") or {}).get("POOLING")
+    return trained if trained in table else "mean"
 
 
 def saved_max_length(folder, model):

@@ -12,11 +12,11 @@ import shutil
 
 import torch
 
-from mnr import outdir
+from mnr import outdir, prompts
 from mnr.errors import SaveError, first_line
 from mnr.files import follow_umask, read_json, removed_on_failure, temporary_folder, write_json
 from mnr.model_card import module_kind, write_model_card
-from mnr.models import MAX_LENGTH, ST_POOLING_KEYS
+from mnr.models import MAX_LENGTH, pooling_table, st_pooling_key
 
 def start_model_folder(name):
     """The start model (--model-name) on disk: the folder itself, or its snapshot in the local Hugging Face cache;
@@ -86,7 +86,15 @@ def write_weights(model, tokenizer, folder, start):
 
 def write_sentence_transformers_files(model, folder, start, config, facts=None):
     """What sentence-transformers reads to rebuild the same pooling, so all three loaders give the same
-    embeddings; the start model's modules after pooling (Normalize, Dense) are kept. Then training_config.json."""
+    embeddings; the start model's modules after pooling (Normalize, Dense) are kept. Then training_config.json.
+    A pooling sentence-transformers cannot express (None in pooling.py's table) gets no modules.json: with one,
+    sentence-transformers would load the folder with some other pooling and say nothing; without, it says it
+    found no sentence-transformers model. Our loaders read POOLING from training_config.json instead."""
+    write_json(os.path.join(folder, "sentence_bert_config.json"), sentence_bert_config(start, config, facts))
+    write_json(os.path.join(folder, "training_config.json"), config)
+    key = st_pooling_key(config["POOLING"])
+    if key is None:
+        return
     later = modules_after_pooling(start) if start else []
     for module in later:  # Normalize has no files; Dense has its weights and config
         if module.get("path") and os.path.isdir(os.path.join(start, module["path"])):
@@ -95,14 +103,21 @@ def write_sentence_transformers_files(model, folder, start, config, facts=None):
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
         *[dict(module, idx=i, name=str(i)) for i, module in enumerate(later, start=2)]])
-    write_json(os.path.join(folder, "sentence_bert_config.json"), sentence_bert_config(start, config, facts))
     os.makedirs(os.path.join(folder, "1_Pooling"), exist_ok=True)
+    flags = {other: other == key for _, other in pooling_table().values() if other}  # every flag the table knows
     write_json(os.path.join(folder, "1_Pooling", "config.json"),
-               {"word_embedding_dimension": model.config.hidden_size, "pooling_mode_mean_sqrt_len_tokens": False,
-                **{key: name == config["POOLING"] for name, key in ST_POOLING_KEYS.items()}})
-    write_json(os.path.join(folder, "config_sentence_transformers.json"),
-               {"similarity_fn_name": "cosine", "prompts": {}, "default_prompt_name": None})
-    write_json(os.path.join(folder, "training_config.json"), config)
+               {"word_embedding_dimension": model.config.hidden_size, **flags})
+    write_json(os.path.join(folder, "config_sentence_transformers.json"),  # the prompts trained with (mnr/prompts.py)
+               {"similarity_fn_name": "cosine", **prompts.saved_config(start, config)})
+
+
+def no_sentence_transformers_note(config, shown_as):
+    """The one line a save of a pooling sentence-transformers cannot express prints; None for every other."""
+    if st_pooling_key(config["POOLING"]) is not None:
+        return None
+    return (f"note: {shown_as}: sentence-transformers has no {config['POOLING']!r} pooling, so the folder holds no "
+            "sentence-transformers files; the weights, tokenizer and model card (with the pooling's code for "
+            "transformers) are saved, and this project's evaluators and miner read its pooling")
 
 
 def write_model_files(model, tokenizer, folder, config, facts=None, shown_as=None):
@@ -152,6 +167,9 @@ def save_model(model, tokenizer, output_dir, config, facts=None, log_path=None):
     except OSError as e:
         raise SaveError(f"{shown_as}: the new model is saved, but the earlier one could not be cleared away "
                         f"({e.strerror}); it is in {tmp}") from None
+    note = no_sentence_transformers_note(config, shown_as)
+    if note:
+        print(note, flush=True)
     if incomplete:
         raise SaveError(f"{shown_as}: the weights and tokenizer are saved, but the model card or the "
                         f"sentence-transformers files could not be written ({incomplete})")

@@ -94,12 +94,27 @@ def st_pooling():
     return run
 
 
-@pytest.mark.parametrize("name", ["mean", "max", "cls"])
+# Every pooling of the table that names a sentence-transformers flag: the loaders rebuild it from that flag.
+EXPRESSIBLE = [name for name, (_, key) in pooling.POOLINGS.items() if key]
+
+
+def st_mode(name):
+    """The sentence-transformers pooling mode the table's 1_Pooling flag for `name` selects."""
+    from sentence_transformers.sentence_transformer.modules.pooling import _LEGACY_POOLING_MODE_KWARGS
+    return _LEGACY_POOLING_MODE_KWARGS[pooling.POOLINGS[name][1]]
+
+
+def test_the_table_holds_every_pooling_with_its_flag():
+    assert {"mean", "cls", "max", "lasttoken"} <= set(pooling.POOLINGS)
+    assert all(callable(fn) for fn, _ in pooling.POOLINGS.values())
+
+
+@pytest.mark.parametrize("name", EXPRESSIBLE)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_equals_sentence_transformers_pooling(st_pooling, name, dtype):
     tokens, mask = batch(dtype, seed=3, T=7, D=16)
     tokens = with_padding(tokens, mask, 5.0)  # padding larger than real values, as BERT's can be
-    got, want = pooling.pool(name, tokens, mask), st_pooling(name, tokens, mask)
+    got, want = pooling.pool(name, tokens, mask), st_pooling(st_mode(name), tokens, mask)
     assert got.dtype == want.dtype
     assert torch.allclose(got, want, atol=1e-6), (got - want).abs().max()
 
@@ -113,6 +128,17 @@ def test_half_precision_equals_sentence_transformers_pooling(st_pooling, name):
     got = pooling.pool(name, tokens, mask)
     assert got.dtype == torch.float16
     assert torch.allclose(got.float(), want.float(), atol=2e-3), (got.float() - want.float()).abs().max()
+
+
+def test_last_token_reads_the_last_real_token_with_padding_on_either_side(st_pooling):
+    tokens, mask = batch(seed=5, T=6, D=8)
+    want = torch.stack([tokens[i, n - 1] for i, n in enumerate(LENGTHS)])
+    assert torch.equal(pooling.pool("lasttoken", tokens, mask), want)
+    left_tokens, left_mask = tokens.clone(), mask.flip(1)  # left padding, as decoder tokenizers pad
+    for i, n in enumerate(LENGTHS):
+        left_tokens[i, -n:] = tokens[i, :n]
+    assert torch.equal(pooling.pool("lasttoken", left_tokens, left_mask), want)
+    assert torch.equal(st_pooling("lasttoken", left_tokens, left_mask), want)
 
 
 def test_embed_matches_sentence_transformers_minilm(minilm_path):
