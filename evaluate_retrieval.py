@@ -13,7 +13,7 @@ line per model, a bar while encoding) goes to stderr, so stdout holds only the t
 """
 import os
 
-from mnr import beir, hub
+from mnr import beir, hub, prompts
 from mnr.errors import ConfigError, ModelError, exit_on_input_error
 from mnr.flags import add_block_flags, new_parser, parse_flags
 from mnr.models import check_model_name, hub_alternative
@@ -28,6 +28,8 @@ BEIR: str | None = None    # or a BEIR folder (corpus.jsonl, queries.jsonl, qrel
 SPLIT = "test"             # the BEIR qrels to score: choose on dev, report test once, as BEIR does
 BATCH_SIZE = 64            # texts per forward pass while encoding
 TRUNCATE_DIM: int | None = None  # search with the embeddings cut to their first D dimensions (Matryoshka models)
+QUERY_PROMPT: str | None = None  # before every query, e.g. "query: "; None: each model folder's own, "": none
+DOCUMENT_PROMPT: str | None = None  # before every document, e.g. "passage: "; None: each model folder's own
 PRECISION = "fp32"         # fp32 keeps scores comparable with published ones; bf16 is faster where native
 JSON = False               # print a JSON list instead of a table
 # ---- end of hyperparameters --------------------------------------------------------------------------------
@@ -67,13 +69,16 @@ def main(argv=None):
                   f"{size['mean_relevant']:.2f} relevant per query{cut_note(args.truncate_dim)}", flush=True)
         what = f"retrieval {name}{split} ({size['queries']} queries, {size['corpus']} documents)"
         check_models(args.models)
+        # Each folder's own prompts, or the flags': every folder is read before the first model is scored.
+        chosen = [prompts.scoring_prompts(m, args.query_prompt, args.document_prompt) for m in args.models]
         results = []
-        for m in args.models:
+        for m, (used, said) in zip(args.models, chosen):
             encoder = load_scored_encoder(m, what, args.truncate_dim)
-            scores = evaluate(encoder, task, args.batch_size, args.truncate_dim, True, args.precision)
+            scores = evaluate(encoder, prompts.prompted_task(task, *used), args.batch_size, args.truncate_dim, True,
+                              args.precision)
             results.append({"model": m, "task": name, **({"split": args.split} if args.beir else {}),
-                            **truncated(args.truncate_dim), **scores, **size})
-    print_results(results, METRICS, args.json)
+                            **truncated(args.truncate_dim), **said, **scores, **size})
+    print_results(results if args.json else prompts.noted(results), METRICS, args.json)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import data_prep
-from mnr import hub
+from mnr import hub, prompts
 from mnr.errors import ConfigError, DataError, SaveError, exit_on_input_error
 from mnr.flags import add_block_flags, new_parser, parse_flags
 from mnr.models import check_model_name, hub_alternative, load_encoder
@@ -49,6 +49,9 @@ OVERWRITE = False              # replace an earlier table of this script's at OU
 MODEL_NAME: str | None = None  # whose near-misses to mine: usually the model about to be trained
 BATCH_SIZE = 64          # texts per forward pass while embedding
 PRECISION = "fp32"       # fp32, or bf16 where the processor computes it natively (faster, rounds the scores)
+QUERY_PROMPT: str | None = None  # before each anchor as it is embedded, e.g. "query: "; None: the model's own, "": none
+DOCUMENT_PROMPT: str | None = None  # before every candidate as it is embedded; None: the model's own. The table keeps
+                         # the raw texts: training adds its prompts itself
 # mining
 NUM_NEGATIVES = 3        # negatives per row: each becomes one more column of the training data
 RANGE_MIN = 0            # skip this many of the closest survivors: the closest are the likeliest false negatives
@@ -127,6 +130,18 @@ def embed_texts(encoder, texts, batch_size, precision="fp32"):
     """Texts -> (N, D) unit-length float32, through the one encoder every script uses (pooling.encode): sorted by
     length, packed when the model allows it, the caller's order restored."""
     return F.normalize(encode(encoder, texts, batch_size, precision, "embedding", pack=PACK_SEQUENCES), dim=1)
+
+
+def embed_search(encoder, queries, corpus, query_prompt, document_prompt, batch_size, precision="fp32"):
+    """Queries with the query prompt, corpus texts with the document prompt -> their (Q, D) and (N, D) unit vectors,
+    as the model will meet them in use. With one prompt for both, a text both anchor and candidate is embedded once."""
+    if query_prompt != document_prompt:
+        return (embed_texts(encoder, prompts.prefixed(query_prompt, queries), batch_size, precision),
+                embed_texts(encoder, prompts.prefixed(document_prompt, corpus), batch_size, precision))
+    texts = list(dict.fromkeys(queries + corpus))
+    embeddings = embed_texts(encoder, prompts.prefixed(query_prompt, texts), batch_size, precision)
+    index = {t: i for i, t in enumerate(texts)}
+    return embeddings[[index[t] for t in queries]], embeddings[[index[t] for t in corpus]]
 
 
 def lowest_positive_scores(query_emb, corpus_emb, positives):
@@ -255,14 +270,15 @@ def main(argv=None):
             raise DataError(f"{args.train_data or args.nli_data}: no (anchor, positive) pairs")
         extra = load_texts(args.corpus, LOCAL_CORPUS) if args.corpus else []
         queries, corpus, positives, exclude = build_search(pairs, extra)
-        texts = list(dict.fromkeys(queries + corpus))  # a text both anchor and candidate is embedded once
         check_corpus(len(corpus), args)
+        query_prompt, document_prompt = prompts.chosen(args.query_prompt, args.document_prompt, args.model_name)
         encoder = load_encoder(args.model_name)
-    # 2. Embed.
+    # 2. Embed, each text with its prompt (the flags', else the model's own); the rows written keep the raw texts.
+    if query_prompt or document_prompt:
+        print(f"prompts: query {query_prompt!r}, document {document_prompt!r}")
     embed_start = time.time()
-    embeddings = embed_texts(encoder, texts, args.batch_size, args.precision)
-    index = {t: i for i, t in enumerate(texts)}
-    query_emb, corpus_emb = embeddings[[index[t] for t in queries]], embeddings[[index[t] for t in corpus]]
+    query_emb, corpus_emb = embed_search(encoder, queries, corpus, query_prompt, document_prompt, args.batch_size,
+                                         args.precision)
     embed_seconds = time.time() - embed_start
     # 3-5. Search, filter against each query's lowest positive, pick.
     positive_scores = lowest_positive_scores(query_emb, corpus_emb, positives)

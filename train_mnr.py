@@ -40,7 +40,7 @@ from tqdm import tqdm
 import data_prep
 from mnr import sts  # the STS benchmark's loader and score, as evaluate_sts.py prints it
 from mnr import (checkpoint, distributed, gist, gradcache, hardness, hub, matryoshka, model_card, outdir, packing,
-                 samplers, save, train_log)
+                 prompts, samplers, save, train_log)
 from mnr.errors import ConfigError, DataError, exit_on_input_error
 from mnr.flags import add_block_flags, config_of, new_parser, parse_flags
 from mnr.models import MAX_LENGTH as DEFAULT_MAX_LENGTH, check_model_name, hub_alternative, load_encoder, load_model
@@ -64,6 +64,8 @@ CLUSTERS: int | None = None  # clustered: k-means clusters of the anchors; None:
 MODEL_NAME = "bert-base-uncased"  # the pretrained model to start from: a hub name or a local folder
 POOLING = "mean"           # how token vectors become one sentence vector: the mean of the real tokens, as SBERT
 DROPOUT: float | None = None  # dropout rate; None keeps the model's own (0.1 for BERT), 0 switches it off
+QUERY_PROMPT: str | None = None  # text before every anchor, e.g. "query: " (e5); None: the start model's own, "": none
+DOCUMENT_PROMPT: str | None = None  # before every positive and negative, e.g. "passage: "; None: the start model's own
 # loss
 SCALE = 20.0               # cosines live in [-1, 1]; x20 (temperature 0.05) makes the softmax peaked enough to learn
 MATRYOSHKA_DIMS: str | None = None  # e.g. "384,256,128,64": the loss on each cut too, so a cut embedding still works
@@ -158,6 +160,8 @@ def load_batches(args):
     if not batches:
         raise DataError(f"{source}: {len(rows)} rows give no full batch of {args.batch_size} without a repeated "
                         "text, so there would be no step; lower --batch-size")
+    # The prompts go on after the batching, which compares raw texts: "query: x" and "passage: x" are one text.
+    rows = prompts.prompted_rows(rows, args.query_prompt, args.document_prompt, args.model_name)
     return rows, batches, min(len(batches), args.max_steps or len(batches))
 
 
