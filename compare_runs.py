@@ -31,7 +31,7 @@ import time
 
 import torch
 
-import train_mnr
+import data_prep
 from mnr import outdir, report, retrieval, samplers, sts
 from mnr.errors import ConfigError, exit_on_input_error
 from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
@@ -39,6 +39,7 @@ from mnr.precision import resolve
 from mnr.stats import mean_std, paired_bootstrap
 from mnr.flags import new_parser, parse_flags
 from mnr.models import load_encoder, packaged_minilm
+from mnr.tables import load_train_data
 from pooling import encode
 
 DATA = os.environ.get("MNR_DATA_DIR", os.path.join("..", "shared", "data"))  # relative to this folder
@@ -263,10 +264,17 @@ def start_embeddings(model, texts):
 
 def false_negative_share(model, command):
     """The false-negative share (mnr/samplers.py) that the start model sees in the first epoch's batches of a
-    train_mnr.py `command`: the run's own rows, sampler, batch size and seed, measured before any training."""
-    args = train_mnr.parse_args(command[1:])
-    args.epochs, args.max_steps = 1, None
-    rows, batches, _ = train_mnr.load_batches(args)
+    train_mnr.py `command`: the run's own rows, sampler, batch size and seed, measured before any training. The
+    flags are read from the trained folder's training_config.json (each as train_mnr.py parsed it, defaults
+    included): a script does not import another, and the folder says what the run did."""
+    config = read_json(os.path.join(ROOT, command[command.index("--output-dir") + 1], "training_config.json"), None)
+    if config["TRAIN_DATA"]:  # the rows as train_mnr.load_batches reads them
+        rows, sources = load_train_data(config["TRAIN_DATA"], with_sources=True)
+    else:
+        rows, sources = data_prep.make_rows(data_prep.load_nli(config["NLI_DATA"]), config["HARD_NEGATIVES"],
+                                            with_sources=True)
+    batches = data_prep.sampled_batches(rows, sources, config["BATCH_SAMPLER"], config["BATCH_SIZE"], config["SEED"],
+                                        1, config["CLUSTERS"], config["MODEL_NAME"])  # the first epoch's
     texts = list(dict.fromkeys(text for row in rows for text in row))
     index, vectors = {text: i for i, text in enumerate(texts)}, start_embeddings(model, tuple(texts))
     columns = [vectors[torch.tensor([index[row[j]] for row in rows])] for j in range(len(rows[0]))]  # (N, D) each

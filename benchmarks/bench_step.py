@@ -11,14 +11,17 @@ Prints a markdown table; nothing here is a test.
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 
 import torch
-from bench_train import default_model, run as run_training  # one way to run and measure a training process
-from mnr.report import machine  # the CPU and GPU the figures come from
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from mnr.measure import run as run_training  # noqa: E402  one training command, in a fresh process, measured
+from mnr.models import packaged_minilm as default_model  # noqa: E402  MiniLM from its PyPI package
+from mnr.report import machine  # noqa: E402  the CPU and GPU the figures come from
 SUITES = {
     "padding": [("packed (default)", 32, []), ("per-column padding", 32, ["--no-pack-sequences"]),
                 ("pad to 128 (tutorial)", 32, ["--pad-to-max-length"])],

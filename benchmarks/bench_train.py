@@ -17,10 +17,8 @@ median and min-max over the repetitions, which run interleaved; the ratio ours /
 Then a loss check: with dropout off and the same batches, the first steps' losses of ours and of the library. Writes benchmarks/RESULTS.md unless --smoke.
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mnr.files import repo_relative  # noqa: E402  paths as results show them
+from mnr.measure import run  # noqa: E402  one training command, in a fresh process, measured
 from mnr.models import packaged_minilm as default_model  # noqa: E402  MiniLM from its PyPI package
 from mnr.report import machine  # noqa: E402  the CPU and GPU the figures come from
 CONFIGS = [("ours", ["train_mnr.py"]), ("ours, fp32", ["train_mnr.py", "--precision", "fp32"]),
@@ -38,24 +37,6 @@ CONFIGS = [("ours", ["train_mnr.py"]), ("ours, fp32", ["train_mnr.py", "--precis
            ("sentence-transformers", ["benchmarks/st_train.py"]),
            ("sentence-transformers, bf16=True", ["benchmarks/st_train.py", "--bf16"])]
 LIBRARY = "sentence-transformers"  # the library as it comes: its trainer's defaults (fp32)
-
-
-def run(command, out):
-    """Run one training command (a script and its flags, without --output-dir) in a fresh process, writing to
-    `out` -> (steady-state pairs/s of each step after the first two, whole-process pairs/s, peak GiB, losses)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *command, "--output-dir", out], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
-    wall = time.perf_counter() - start
-    if status != 0:
-        sys.exit(f"error: {' '.join(command)} failed:\n{proc.stderr.read()[-3000:]}")
-    with open(os.path.join(out, "train_log.jsonl")) as f:
-        log = [json.loads(line) for line in f if '"loss"' in line]
-    rates = [r["pairs_per_s"] for r in log[2:]] or [r["pairs_per_s"] for r in log]
-    batch = int(command[command.index("--batch-size") + 1])
-    peak = max((r.get("cuda_peak_gib", 0) for r in log), default=0) or usage.ru_maxrss / 1024 ** 2  # GPU, else RSS
-    return rates, len(log) * batch / wall, peak, [r["loss"] for r in log]
 
 
 def spread(values, fmt="{:.1f}"):

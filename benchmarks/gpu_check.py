@@ -32,13 +32,16 @@ sys.path.insert(0, ROOT)
 
 import data_prep  # noqa: E402
 from mnr import checkpoint, gradcache  # noqa: E402
-from mnr.flags import config_of  # noqa: E402
+from mnr.flags import block_defaults  # noqa: E402
 from mnr.models import MAX_LENGTH  # noqa: E402
 from mnr.precision import autocast, resolve  # noqa: E402
 from mnr.rng import rng_state, set_rng_state  # noqa: E402
 from pooling import embed_columns  # noqa: E402
-from train_mnr import LR, MAX_GRAD_NORM, SCALE, SEED, WARMUP_RATIO, WEIGHT_DECAY  # noqa: E402
-from train_mnr import batch_loss, make_optimizer, mnr_loss, parse_args as train_flags  # noqa: E402
+
+# train_mnr.py's recipe, read from its hyperparameter block: a benchmark imports no script
+TRAINING = block_defaults(os.path.join(ROOT, "train_mnr.py"))
+LR, MAX_GRAD_NORM, SCALE, SEED, WARMUP_RATIO, WEIGHT_DECAY = (TRAINING[name] for name in (
+    "LR", "MAX_GRAD_NORM", "SCALE", "SEED", "WARMUP_RATIO", "WEIGHT_DECAY"))
 
 # ---- what runs: "full" on a GPU, "tiny" (--tiny) a CPU dry run of the same code ----------------------------------
 TOKENIZER = os.path.join(ROOT, "benchmarks", "gpu_check_tokenizer")  # bert-base-uncased's vocabulary (SOURCES.md)
@@ -78,15 +81,22 @@ def new_model(size, device, seed=SEED):
 
 
 def new_optimizer(model, steps):
-    """train_mnr.setup's AdamW and schedule: linear warmup, then linear decay."""
+    """train_mnr.py's AdamW (decay on weight matrices only) and schedule: linear warmup, then linear decay;
+    tests/test_layout.py checks the groups are train_mnr.make_optimizer's."""
     from transformers import get_linear_schedule_with_warmup
-    optimizer = make_optimizer(model, LR, WEIGHT_DECAY)
+    no_decay = {id(p) for n, p in model.named_parameters() if n.endswith("bias") or "norm" in n.lower()}
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in model.parameters() if id(p) not in no_decay], "weight_decay": WEIGHT_DECAY},
+        {"params": [p for p in model.parameters() if id(p) in no_decay], "weight_decay": 0.0}], lr=LR, fused=True)
     return optimizer, get_linear_schedule_with_warmup(optimizer, int(WARMUP_RATIO * steps), steps)
 
 
 def loss_of(embeddings):
-    """train_mnr's loss in one process: every row of the batch is this process's share."""
-    return batch_loss(embeddings, mnr_loss, SCALE, slice(0, len(embeddings[0])))
+    """train_mnr.py's MNR loss in one process (tests/test_layout.py checks the two agree): each anchor picks its
+    positive among every positive and negative of the batch, by scaled cosine, cross-entropy in fp32."""
+    anchor, *candidates = [F.normalize(e.float(), dim=1) for e in embeddings]
+    scores = SCALE * anchor @ torch.cat(candidates).T  # (B, B*(1+k))
+    return F.cross_entropy(scores, torch.arange(len(anchor), device=anchor.device))
 
 
 def update(model, optimizer, scheduler):
@@ -195,7 +205,7 @@ def check_bf16(model, columns, device):
 def check_resume(size, tokenizer, batches, device, precision):
     """Train 2 steps, checkpoint (mnr/checkpoint.py), 2 more -> A; a fresh model loads the checkpoint, restores the
     RNG states and trains the same 2 steps -> B. Exact when A == B bit for bit, as train_mnr.py --resume promises."""
-    config = config_of(train_flags(["--max-steps", "4"]))
+    config = dict(TRAINING, MAX_LENGTH=MAX_LENGTH, MAX_STEPS=4)  # train_mnr's MAX_LENGTH is mnr.models'
     columns = [data_prep.collate(rows, tokenizer) for rows in batches[:4]]
 
     def straight(save_to=None):
@@ -380,7 +390,7 @@ def main(argv=None):
 
     # None: never imported, or blocked (a test stands in for a machine without it that way)
     run("no datasets on our path", lambda: (sys.modules.get("datasets") is None,
-                                            "importing data_prep, pooling, train_mnr and mnr/ did not import it"))
+                                            "importing data_prep, pooling and mnr/ did not import it"))
     import transformers
     from transformers import AutoTokenizer
     transformers.logging.set_verbosity_error()  # load reports of the random BERT's absent pooler: noise here

@@ -60,9 +60,9 @@ def main(argv=None):
                 module.p = args.dropout
     evaluator = None
     if args.sts_data:
-        import evaluate_sts
+        from mnr.sts import load_sts
         from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
-        pairs, gold = evaluate_sts.load_sts(args.sts_data, "dev")
+        pairs, gold = load_sts(args.sts_data, "dev")
         evaluator = EmbeddingSimilarityEvaluator([a for a, _ in pairs], [b for _, b in pairs], gold, name="sts-dev")
 
     os.makedirs(args.output_dir, exist_ok=True)

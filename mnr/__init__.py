@@ -1,10 +1,15 @@
-"""The machinery behind the scripts at the repository's root; the scripts use it, it never imports a script.
+"""The machinery behind the scripts at the repository's root; the scripts use it, it never imports a script
+(the tutorial's two modules, data_prep.py and pooling.py, it may: their steps are the ones it scores with).
 
   flags.py        command lines built from a script's hyperparameter block (help = the why-comments)
   errors.py       the errors a user can fix, each reported as one `error:` line
   hub.py          the Hugging Face hub: hub ids, whether it answers, what to give instead
   models.py       load a start model to train, or a saved one to score (its pooling and input limit)
-  tables.py       tables of texts (--train-data, --corpus, NLI and STS files); beir.py: BEIR folders
+  tables.py       tables of texts (--train-data, --corpus, NLI and STS files); beir.py: BEIR folders;
+                  table_file.py: one table file read as it is, under both
+  sts.py          the STS benchmark: its pairs, a model's Spearman (evaluate_sts, the training loop, compare_runs)
+  retrieval.py    retrieval tasks (NLI, BEIR, NanoBEIR) and nDCG@10 / MRR@10 / Recall@k (evaluate_retrieval,
+                  compare_runs); scoring.py: what both evaluators share (unit embeddings, the table)
   precision.py    bf16 autocast where the hardware computes it natively, fp32 elsewhere
   packing.py      all sentences of a batch in one forward without padding, the same embeddings
   gradcache.py    a batch of any size in the memory of a mini-batch (GradCache); rng.py: the RNG states it replays
@@ -20,4 +25,5 @@
   files.py        JSON and atomic writes, repository-relative paths, the code a script runs (compare_runs)
   stats.py        seed mean and spread, the paired bootstrap over queries (compare_runs)
   report.py       compare_runs' table, machine line, training speed and loss curves
+  measure.py      a training command run in a fresh process and measured (the benchmarks)
 """

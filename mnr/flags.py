@@ -128,6 +128,23 @@ def read_block(path):
     return [(header, [(name, why or NO_COMMENT) for name, why in found]) for header, found in groups if found]
 
 
+def block_defaults(path):
+    """{NAME: default} of a script's hyperparameter block, read from the file without running it, so a benchmark
+    takes train_mnr.py's defaults without importing a script. Literal defaults only: one computed from an import
+    (MAX_LENGTH = DEFAULT_MAX_LENGTH) is left out."""
+    names = {name for _, constants in read_block(path) for name, _ in constants}
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    found = {}
+    for statement in tree.body:
+        for name in (n for n in constant_names(statement) if n in names and statement.value is not None):
+            try:
+                found[name] = ast.literal_eval(statement.value)
+            except ValueError:
+                continue
+    return found
+
+
 def value_type(script, name, default, annotations):
     """The flag's type: the annotation's when there is one (`int | None` -> int), else the default's. A type no
     flag can parse is refused here, at start, rather than failing later as the wrong value."""
