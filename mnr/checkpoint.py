@@ -52,11 +52,12 @@ def checkpoints(output_dir):
 
 
 def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, config, rng_states, keep, facts=None,
-                    rows_digest=None):
+                    rows_digest=None, loss=None):
     """OUTPUT_DIR/checkpoint-STEP: a loadable model folder plus optimizer, scheduler, step and the dropout RNG
     states of every rank. Written under a temporary name and renamed when complete; the newest `keep` are kept.
     `facts`: what the training loop measured so far, for the model card; `rows_digest`: the training rows'
-    (rows_digest), so a resume on other rows is refused."""
+    (rows_digest), so a resume on other rows is refused; `loss`: the loss, whose state (a learned temperature)
+    is saved when it is an nn.Module."""
     final = os.path.join(output_dir, f"checkpoint-{step}")
     tmp = temporary_folder(output_dir, f"checkpoint-{step}")
     with removed_on_failure(tmp, f"{final}: could not write the checkpoint ({{reason}}); the earlier checkpoints "
@@ -65,7 +66,8 @@ def save_checkpoint(output_dir, step, model, tokenizer, optimizer, scheduler, co
         if incomplete:
             raise SaveError(f"{final}: could not write the checkpoint's model files ({incomplete})")
         torch.save({"step": step, "config": config, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng_states, "rows_digest": rows_digest},
+                    "scheduler": scheduler.state_dict(), "rng": rng_states, "rows_digest": rows_digest,
+                    "loss": loss_state(loss)},
                    os.path.join(tmp, STATE_FILE))
         outdir.write_manifest(tmp)
         follow_umask(tmp)
@@ -97,8 +99,16 @@ def read_checkpoint(path):
     return state, weights
 
 
-def load_checkpoint(path, model, optimizer, scheduler, config, rows_digest=None):
-    """Restore weights, optimizer and scheduler from `path` in place -> (step, per-rank RNG states).
+def loss_state(loss):
+    """The loss's own tensors (nn.Module parameters and buffers) -> a dict for training_state.pt; {} for a function."""
+    if not isinstance(loss, torch.nn.Module):
+        return {}
+    return {k: v.detach().cpu().clone() for k, v in loss.state_dict().items()}
+
+
+def load_checkpoint(path, model, optimizer, scheduler, config, rows_digest=None, loss=None):
+    """Restore weights, optimizer, scheduler and the loss's own state from `path` in place -> (step, per-rank RNG
+    states).
 
     Only safetensors and `weights_only` loading: a checkpoint cannot run code. Refuses (one line) a resume
     whose hyperparameters would compute something else than the run that wrote the checkpoint."""
@@ -119,12 +129,17 @@ def load_checkpoint(path, model, optimizer, scheduler, config, rows_digest=None)
         raise ResumeError(f"{path}: model.safetensors lacks {len(missing)} of the model's weights "
                           f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
     model.load_state_dict({k: saved[k] for k in wanted}, strict=True)
+    if loss_state(loss).keys() != state.get("loss", {}).keys():  # a loss with other parameters than the checkpoint's
+        raise ResumeError(f"{path}: the loss holds {sorted(loss_state(loss)) or 'no parameters'}, the checkpoint "
+                          f"{sorted(state.get('loss', {})) or 'none'}; resume with the loss that wrote it")
+    if isinstance(loss, torch.nn.Module):
+        loss.load_state_dict(state["loss"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state["step"], state["rng"]
 
 
-def resume(path, output_dir, model, optimizer, scheduler, config, world, rows_digest=None):
+def resume(path, output_dir, model, optimizer, scheduler, config, world, rows_digest=None, loss=None):
     """--resume (path "latest": the newest complete checkpoint in output_dir): restore weights, optimiser and
     schedule -> (step, every process's RNG state, the checkpoint's path). With "latest", a damaged checkpoint is
     passed over for the newest intact one, said on stderr; a damaged PATH given by name is an error."""
@@ -134,7 +149,7 @@ def resume(path, output_dir, model, optimizer, scheduler, config, world, rows_di
                           "run the same command without --resume to start over")
     for i, candidate in enumerate(candidates):
         try:
-            step, rng = load_checkpoint(candidate, model, optimizer, scheduler, config, rows_digest)
+            step, rng = load_checkpoint(candidate, model, optimizer, scheduler, config, rows_digest, loss)
             break
         except DamagedCheckpoint as e:
             if i == len(candidates) - 1:

@@ -79,8 +79,38 @@ class _AllGather(torch.autograd.Function):
 
 
 def gather(x):
-    """All ranks' rows of `x`, differentiable; `x` itself in a single process."""
-    return _AllGather.apply(x) if world_size() > 1 else x
+    """All ranks' rows of `x`, differentiable, this rank's own rows first (then the next ranks', wrapping round);
+    `x` itself in a single process. Own rows first is what lets every loss keep the tutorial's labels: query i's
+    positive is candidate i in every process, and its hard negatives sit B, 2B, ... further on, as in one process.
+    A softmax does not care in which order its candidates come."""
+    if world_size() == 1:
+        return x
+    return torch.roll(_AllGather.apply(x), -rank() * len(x), dims=0)  # (N*b, D): the gather's order is rank 0's
+
+
+class InBatch(torch.nn.Module):
+    """One step's embeddings -> the wrapped loss of this process's queries against every process's candidates.
+
+    The training loop calls it with this process's per-column embeddings [anchor, positive, negative...] and
+    `rows`, their texts (only a loss that reads texts uses them); the wrapped loss gets (anchor, positive,
+    negatives, **options), the candidates gathered with their graph, in fp32. A wrapped nn.Module becomes a
+    submodule, so its parameters are trained."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, embeddings, rows=None, **options):
+        anchor, positive, *negatives = [e.float() for e in embeddings]
+        return self.loss(anchor, gather(positive), [gather(n) for n in negatives], **options)
+
+
+def average_gradients(module):
+    """Under torchrun, a loss's own parameters (a learned temperature) get their gradient averaged over processes as
+    DDP averages the model's: each process's loss saw only its own queries. A no-op in one process."""
+    if world_size() > 1 and isinstance(module, torch.nn.Module):
+        for parameter in module.parameters():
+            parameter.register_hook(lambda grad: mean_across_ranks(grad))
 
 
 def rank():

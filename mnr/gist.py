@@ -26,11 +26,29 @@ def false_negatives(guide_anchor, guide_candidates, margin, label_offset=0):
     return exclude
 
 
-def guided_exclusions(guide_columns, margin, share, device):
+def guided_exclusions(guide_columns, margin, device):
     """The guide's embeddings of this process's rows, one (b, D) per column (anchor, positive, negatives...), made
-    without a gradient -> `false_negatives` against the global batch, (b, B*(1+k)) on `device`."""
+    without a gradient -> `false_negatives` against the global batch, (b, B*(1+k)) on `device`. The candidates are
+    gathered like the model's (this process's rows first), so the mask lines up with the loss's score matrix."""
     anchor, positive, *negatives = guide_columns
-    if distributed.world_size() > 1:  # the guide's candidates are gathered like the model's
-        positive, negatives = distributed.gather(positive), [distributed.gather(n) for n in negatives]
-    # candidates in the loss's order: every positive, then each negative column
-    return false_negatives(anchor, torch.cat([positive, *negatives]), margin, share.start).to(device)
+    candidates = torch.cat([distributed.gather(positive), *[distributed.gather(n) for n in negatives]])
+    return false_negatives(anchor, candidates, margin).to(device)
+
+
+class GuidedLoss(torch.nn.Module):
+    """GIST: a frozen guide leaves the batch's likely false negatives out of the wrapped loss's softmax.
+
+    As sentence-transformers' GISTEmbedLoss holds its guide, this loss does: the guide embeds the step's rows,
+    marks the likely false negatives, and the wrapped loss leaves them out of the softmax
+    (it gets them as `exclude=`). `embed_rows(rows)` -> the guide's (b, D) per column, without a gradient: a
+    function, so the frozen guide's weights are no parameter of the loss (never trained, never checkpointed).
+    `left_out`: how many candidates the last step left out, for the training log."""
+
+    def __init__(self, loss, embed_rows, margin):
+        super().__init__()
+        self.loss, self.embed_rows, self.margin, self.left_out = loss, embed_rows, margin, None
+
+    def forward(self, embeddings, rows, **options):
+        exclude = guided_exclusions(self.embed_rows(rows), self.margin, embeddings[0].device)
+        self.left_out = exclude.sum()
+        return self.loss(embeddings, rows, exclude=exclude, **options)

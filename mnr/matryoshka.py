@@ -9,15 +9,38 @@ and renormalises (evaluate_sts.py's --truncate-dim d scores exactly that).
     loss_fn = matryoshka_loss(mnr_loss, dims=[384, 256, 128, 64])
     loss = loss_fn(anchor, positive, negatives, scale)  # same call as mnr_loss itself
 """
+import torch
+
 from mnr.errors import ConfigError
 
 
+class MatryoshkaLoss(torch.nn.Module):
+    """Matryoshka: the wrapped loss on the embeddings cut to each of `dims`, weighted and summed.
+
+    As sentence-transformers' MatryoshkaLoss wraps a loss (Kusupati et al. 2022). A wrapped nn.Module stays a
+    submodule, so its own parameters are still trained."""
+
+    def __init__(self, loss, dims, weights):
+        super().__init__()
+        self.loss, self.dims, self.weights = loss, dims, weights
+
+    def forward(self, anchor, positive, negatives=None, *args, **options):
+        size = anchor.shape[-1]  # D
+        if max(self.dims) > size:
+            raise ValueError(f"Matryoshka dimension {max(self.dims)} is larger than the embeddings' {size} dimensions")
+        negatives = [negatives] if torch.is_tensor(negatives) else negatives
+        return sum(weight * self.loss(anchor[:, :d], positive[:, :d],  # (b, d), (B, d)
+                                      None if negatives is None else [n[:, :d] for n in negatives],  # k x (B, d)
+                                      *args, **options)
+                   for d, weight in zip(self.dims, self.weights))
+
+
 def matryoshka_loss(loss_fn, dims, weights=None):
-    """`loss_fn(anchor, positive, negatives=None, scale=20.0, **kw)` -> a loss with the same signature that
-    returns sum_i weights[i] * loss_fn on the embeddings cut to their first dims[i] dimensions.
+    """`loss_fn(anchor, positive, negatives=None, ...)` -> a loss with the same signature that returns
+    sum_i weights[i] * loss_fn on the embeddings cut to their first dims[i] dimensions.
 
     The cut is not renormalised here: the losses score by cosine similarity, which normalises each cut itself.
-    Extra keywords (label_offset=..., ...) reach `loss_fn` unchanged. Weights default to 1 each.
+    Other arguments (scale, exclude=..., ...) reach `loss_fn` unchanged. Weights default to 1 each.
     A dimension larger than the embeddings is a ValueError at call time, when their size is known."""
     dims = list(dims)
     weights = [1.0] * len(dims) if weights is None else list(weights)
@@ -25,17 +48,7 @@ def matryoshka_loss(loss_fn, dims, weights=None):
         raise ValueError(f"Matryoshka dimensions must be positive integers, got {dims}")
     if len(weights) != len(dims):
         raise ValueError(f"{len(weights)} Matryoshka weights for {len(dims)} dimensions {dims}: give one per dimension")
-
-    def loss(anchor, positive, negatives=None, scale=20.0, **kw):
-        size = anchor.shape[-1]  # D
-        if max(dims) > size:
-            raise ValueError(f"Matryoshka dimension {max(dims)} is larger than the embeddings' {size} dimensions")
-        return sum(weight * loss_fn(anchor[:, :d], positive[:, :d],  # (b, d), (B, d)
-                                    None if negatives is None else [n[:, :d] for n in negatives],  # k x (B, d)
-                                    scale, **kw)
-                   for d, weight in zip(dims, weights))
-
-    return loss
+    return MatryoshkaLoss(loss_fn, dims, weights)
 
 
 def parse_dims(dims, weights=None):

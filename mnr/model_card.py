@@ -6,10 +6,14 @@ front matter is the metadata the Hugging Face hub reads (base model, library, ta
 STSb dev score in the hub's model-index format); the text after it is for people. Paths and the command appear
 as the user typed them.
 """
+import functools
 import json
 import math
 import os
+import re
 import shlex
+
+import torch
 
 from mnr.files import read_json
 from mnr.hub import NLI_HUB_DATASETS, STS_HUB, hub_id
@@ -140,6 +144,11 @@ def training_section(config, facts):
         run.append(f"on {facts['device']}")
     if run:
         lines += [f"Trained for {' '.join(run)}.", ""]
+    if facts.get("loss"):  # what make_loss built, so a forked loss is named by what it is
+        lines += [f"Loss: {facts['loss']}.", ""]
+    if facts.get("loss_parameters"):  # a loss module's learned values (a temperature) at the end of training
+        lines += ["Learned loss parameters: " + ", ".join(f"`{k}` = {v!r}" for k, v in facts["loss_parameters"].items())
+                  + ".", ""]
     data = facts.get("data")
     if data and set(data) - {"source"}:  # the source alone is already named at the top
         labels = {"source": "Source", "rows": "Rows", "pairs": "Pairs", "negatives_per_row": "Negatives per row"}
@@ -230,14 +239,65 @@ def intro(config, facts, kinds, size, max_length):
             f"high cosine similarity. Inputs are cut at {max_length} tokens.")
 
 
+def first_line(doc):
+    """A docstring's first line, without its full stop."""
+    return (doc or "").strip().split("\n")[0].rstrip(".")
+
+
+def describe_loss(loss):
+    """What built the loss, for the card: each layer, outermost first, by its name (a module's class, a function's
+    name, the function a functools.partial fixes, "a lambda"), its docstring's first line and its settings (a
+    partial's arguments, a module's plain attributes). The layer that only gathers the batch is left out."""
+    layers = []
+    while loss is not None:
+        settings, inner = {}, None
+        while isinstance(loss, functools.partial):  # partial(f, scale=20.0): f, with its fixed arguments
+            settings = {**({"args": loss.args} if loss.args else {}), **loss.keywords, **settings}
+            loss = loss.func
+        if isinstance(loss, torch.nn.Module):
+            inner = getattr(loss, "loss", None)
+            settings.update({k: v for k, v in vars(loss).items() if not k.startswith("_") and k not in
+                             ("training", "loss", "left_out") and isinstance(v, (bool, int, float, str, list, tuple))})
+            name, doc = type(loss).__name__, type(loss).__doc__
+        else:
+            name, doc = getattr(loss, "__name__", type(loss).__name__), getattr(loss, "__doc__", None)
+        if name != "InBatch":  # mnr/distributed.py's plumbing: every process's candidates, nothing of the loss
+            text = ("a lambda" if name == "<lambda>" else f"`{name}`") + (f": {first_line(doc)}" if doc else "")
+            layers.append(text + (f" ({', '.join(f'{k}={v!r}' for k, v in settings.items())})" if settings else ""))
+        loss = inner
+    return " around ".join(layers)
+
+
+def loss_parameters(loss):
+    """A loss module's learned values -> {name: value} (plain numbers and lists), for the log and the card; {} for a
+    function or a module without parameters."""
+    if not isinstance(loss, torch.nn.Module):
+        return {}
+    # named as the loss built on names them, not by the wrappers' nesting (loss.loss.log_scale)
+    return {re.sub(r"^(loss\.)+", "", name): p.detach().cpu().tolist() for name, p in loss.named_parameters()}
+
+
+def innermost(loss):
+    """The loss the wrappers (GIST, Matryoshka, the batch's gather, a partial) are built around."""
+    while True:
+        if isinstance(loss, functools.partial):
+            loss = loss.func
+        elif isinstance(loss, torch.nn.Module) and getattr(loss, "loss", None) is not None:
+            loss = loss.loss
+        else:
+            return loss
+
+
 def run_facts(config, defaults, command, device, rows, total_steps, loss_fn=None):
     """What the training loop hands the card at start-up (steps, time and STSb dev scores are added as it goes):
     `config`/`defaults` the UPPERCASE hyperparameters and their defaults, `rows` the training tuples, `loss_fn`
-    the loss (its docstring's first line names a loss the card's table does not know)."""
+    the loss the loop calls (described by what built it; its innermost function's docstring names a loss the
+    card's table does not know)."""
     width = len(rows[0])
-    doc = (getattr(loss_fn, "__doc__", None) or "").strip()
+    base = innermost(loss_fn)
+    doc = first_line(type(base).__doc__ if isinstance(base, torch.nn.Module) else getattr(base, "__doc__", None))
     return {"command": command, "defaults": defaults, "device": str(device), "total_steps": total_steps,
-            "loss_description": doc.splitlines()[0].rstrip(".") if doc else None,
+            "loss_description": doc or None, "loss": describe_loss(loss_fn) if loss_fn is not None else None,
             "sts_dev": [], "data": {"source": config["TRAIN_DATA"] or config["NLI_DATA"],
                                     "pairs" if width == 2 else "rows": len(rows), "negatives_per_row": width - 2}}
 

@@ -120,11 +120,18 @@ def test_equal_to_sentence_transformers(minilm_path, k):
 
 @pytest.mark.parametrize("loss_fn", [tb.bidirectional_loss, tb.symmetric_loss, train_mnr.mnr_loss])
 def test_split_over_processes_averages_to_the_whole_batch(loss_fn, monkeypatch):
-    """What data parallel relies on: two processes, each with its own 3 queries (label_offset 0 and 3) against the
-    whole batch's documents, average to the loss of the whole batch, so N processes with b rows each train like
-    one with N*b. The all-gather of the queries is played by returning every query."""
+    """What data parallel relies on: two processes, each with its own 3 queries against the whole batch's
+    documents, its own rows first (as distributed.gather orders them), average to the loss of the whole batch, so
+    N processes with b rows each train like one with N*b. The all-gather of the queries is played by returning
+    every query, the process's own first."""
     q, d, negs = embeddings(1, B=6)
     whole = loss_fn(q, d, negs)
-    monkeypatch.setattr(tb.distributed, "gather", lambda x: q)
-    halves = (loss_fn(q[:3], d, negs, label_offset=0) + loss_fn(q[3:], d, negs, label_offset=3)) / 2
-    assert halves.item() == pytest.approx(whole.item(), abs=1e-12)
+    halves = []
+    for start in (0, 3):
+        def own_first(x):
+            return torch.roll(x, -start, dims=0)
+        monkeypatch.setattr(tb.distributed, "gather", lambda x: own_first(q))
+        halves.append(loss_fn(q[start:start + 3], own_first(d), [own_first(n) for n in negs]))
+    assert (halves[0] + halves[1]).item() / 2 == pytest.approx(whole.item(), abs=1e-12)
+    # Without the reordering the second process would score its queries against the first one's positives.
+    assert loss_fn(q[3:], d, negs).item() != pytest.approx(halves[1].item(), abs=1e-6)

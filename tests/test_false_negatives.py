@@ -2,6 +2,7 @@
 against the row-by-row formula and against sentence-transformers' GISTEmbedLoss, and GradCache with it."""
 import copy
 import functools
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import data_prep
 import evaluate_sts
 from mnr import gradcache
 import train_mnr
-from mnr import gist
+from mnr import gist, hardness
 
 torch.manual_seed(0)
 
@@ -39,7 +40,7 @@ def test_loss_with_exclusions_equals_row_by_row_softmax():
     a, p, n = (torch.randn(5, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
     exclude = torch.zeros(5, 10, dtype=torch.bool)
     exclude[0, 3], exclude[2, 7], exclude[4, [0, 1, 9]] = True, True, True
-    got = train_mnr.mnr_loss(a, p, [n], scale=20.0, exclude=exclude)
+    got = hardness.weighted_mnr_loss(a, p, [n], scale=20.0, exclude=exclude)
     candidates = torch.cat([p, n])
     want = 0
     for i in range(5):
@@ -86,25 +87,29 @@ def test_equals_sentence_transformers_gist(batch, tiny_model_dir, minilm_path, c
         encoder = evaluate_sts.load_encoder(tiny_model_dir)
         guide_encoder = evaluate_sts.load_encoder(str(minilm_path))
         embeddings = [evaluate_sts.encode(encoder, list(texts)) for texts in zip(*rows)]
-        exclude = train_mnr.guided_exclusions(guide_encoder, rows, 0.1, slice(0, len(rows)), torch.device("cpu"))
-        got = train_mnr.mnr_loss(embeddings[0], embeddings[1], embeddings[2:], scale=20.0, exclude=exclude).item()
-    assert exclude.any(), "the guide left nothing out: the comparison would not test the mask"
+        loss = guided_loss(minilm_path)  # the loss the loop calls, as --guide-model builds it
+        got = loss(embeddings, rows).item()
+    assert loss.left_out > 0, "the guide left nothing out: the comparison would not test the mask"
     assert got == pytest.approx(want, abs=1e-4)
+
+
+def guided_loss(guide_path, hidden_size=None):
+    """make_loss with --guide-model, on CPU (make_loss reads only a model's device, and its size for Matryoshka)."""
+    model = SimpleNamespace(device=torch.device("cpu"), config=SimpleNamespace(hidden_size=hidden_size))
+    args = train_mnr.parse_args(["--guide-model", str(guide_path), "--false-negative-margin", "0.1"])
+    return train_mnr.make_loss(args, model)
 
 
 def test_cached_step_with_exclusions_equals_plain_step(batch, tiny_model_dir, minilm_path):
     model, tokenizer = train_mnr.load_model(tiny_model_dir, dropout=0.0)
-    guide = evaluate_sts.load_encoder(str(minilm_path))
-    share = slice(0, len(batch))
-    exclude = train_mnr.guided_exclusions(guide, batch, 0.1, share, torch.device("cpu"))
-    assert exclude.any()
+    loss = guided_loss(minilm_path)
     columns = data_prep.collate(batch, tokenizer)
     embed_fn = functools.partial(train_mnr.embed_columns, pooling="mean", pack=True)
-    loss_of = functools.partial(train_mnr.batch_loss, loss_fn=train_mnr.mnr_loss, scale=20.0, share=share,
-                                exclude=exclude)
+    loss_of = functools.partial(loss, rows=batch)
     plain, cached = copy.deepcopy(model), copy.deepcopy(model)
     plain_loss = loss_of(embed_fn(plain, columns))
     plain_loss.backward()
+    assert loss.left_out > 0  # the guide did leave candidates out
     cached_loss = gradcache.cached_backward(cached, columns, embed_fn, loss_of, 5, torch.device("cpu"))
     assert cached_loss.item() == pytest.approx(plain_loss.item(), abs=1e-6)
     for (name, a), b in zip(plain.named_parameters(), cached.parameters()):

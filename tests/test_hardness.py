@@ -2,6 +2,7 @@
 sentence-transformers' MultipleNegativesRankingLoss(hardness_mode=..., hardness_strength=...), per process under
 torchrun's label offset too, and through GradCache; flags that would do nothing are refused."""
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -36,8 +37,7 @@ def batch(k, B=8, D=16, seed=0):
 @pytest.mark.parametrize("strength,scale", [(9.0, 20.0), (5.0, 50.0), (0.5, 10.0)])
 def test_loss_and_gradients_equal_sentence_transformers(library_loss, mode, k, strength, scale):
     anchor, positive, *negatives = columns = batch(k, seed=k)
-    ours = train_mnr.mnr_loss(anchor, positive, negatives, scale=scale, hardness_mode=mode,
-                              hardness_strength=strength)
+    ours = hardness.weighted_mnr_loss(anchor, positive, negatives, scale=scale, mode=mode, strength=strength)
     theirs = library_loss(mode, strength, scale)(columns, None)
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-12)
     for g_ours, g_theirs in zip(torch.autograd.grad(ours, columns), torch.autograd.grad(theirs, columns)):
@@ -62,25 +62,27 @@ def test_each_mode_weighs_exactly_its_candidates(mode):
 
 
 @pytest.mark.parametrize("mode", hardness.MODES)
-def test_label_offset_gives_the_full_batch_loss_split_over_processes(mode):
-    """Under torchrun each process scores its own queries against every candidate, at its label offset: the
-    mean of the halves' losses is the one-process loss."""
+def test_own_rows_first_gives_the_full_batch_loss_split_over_processes(mode):
+    """Under torchrun each process scores its own queries against every candidate, its own rows first (as
+    distributed.gather orders them): the mean of the halves' losses is the one-process loss."""
     anchor, positive, negative = batch(1, B=8, seed=3)
-    whole = train_mnr.mnr_loss(anchor, positive, [negative], hardness_mode=mode, hardness_strength=9.0)
-    halves = [train_mnr.mnr_loss(anchor[s], positive, [negative], label_offset=s.start, hardness_mode=mode,
-                                 hardness_strength=9.0) for s in (slice(0, 4), slice(4, 8))]
+    whole = hardness.weighted_mnr_loss(anchor, positive, [negative], mode=mode, strength=9.0)
+    halves = [hardness.weighted_mnr_loss(anchor[start:start + 4], positive.roll(-start, 0), [negative.roll(-start, 0)],
+                                         mode=mode, strength=9.0) for start in (0, 4)]
     assert whole.item() == pytest.approx(sum(h.item() for h in halves) / 2, abs=1e-12)
 
 
-def test_hardness_goes_through_batch_loss_and_matryoshka(library_loss):
-    from mnr.matryoshka import matryoshka_loss
+HARDNESS_FLAGS = ["--hardness-mode", "all_negatives", "--hardness-strength", "5"]
+SIZE_16 = SimpleNamespace(config=SimpleNamespace(hidden_size=16))  # all make_loss reads of a model here
+
+
+def test_hardness_goes_through_make_loss_and_matryoshka(library_loss):
     anchor, positive, negative = batch(1, seed=5)
-    options = {"hardness_mode": "all_negatives", "hardness_strength": 5.0}
-    got = train_mnr.batch_loss([anchor, positive, negative], train_mnr.mnr_loss, 20.0, slice(0, 8), hardness=options)
+    got = train_mnr.make_loss(train_mnr.parse_args(HARDNESS_FLAGS), SIZE_16)([anchor, positive, negative], None)
     want = library_loss("all_negatives", 5.0)([anchor, positive, negative], None)
-    assert got.item() == pytest.approx(want.item(), abs=1e-5)  # batch_loss computes in fp32
-    cut = matryoshka_loss(train_mnr.mnr_loss, [16, 8])
-    got = train_mnr.batch_loss([anchor, positive, negative], cut, 20.0, slice(0, 8), hardness=options)
+    assert got.item() == pytest.approx(want.item(), abs=1e-5)  # the loop's loss computes in fp32
+    cut = train_mnr.make_loss(train_mnr.parse_args([*HARDNESS_FLAGS, "--matryoshka-dims", "16,8"]), SIZE_16)
+    got = cut([anchor, positive, negative], None)
     want = sum(library_loss("all_negatives", 5.0)([anchor[:, :d], positive[:, :d], negative[:, :d]], None)
                for d in (16, 8))
     assert got.item() == pytest.approx(want.item(), abs=1e-5)
@@ -91,9 +93,9 @@ def test_gradcache_step_equals_plain_step(tiny_model_dir, nli_dir, mode):
     model, tokenizer = train_mnr.load_model(tiny_model_dir, dropout=0.0)
     rows = data_prep.make_rows(data_prep.load_nli(nli_dir), hard_negatives=True)[:12]
     columns = data_prep.collate(rows, tokenizer)
-    options = {"hardness_mode": mode, "hardness_strength": 9.0}
-    plain_loss, plain = backward(copy.deepcopy(model), columns, train_mnr.mnr_loss, hardness=options)
-    cached_loss, cached = backward(copy.deepcopy(model), columns, train_mnr.mnr_loss, 5, hardness=options)  # 5, 5, 2
+    built = train_mnr.make_loss(train_mnr.parse_args(["--hardness-mode", mode, "--hardness-strength", "9"]), model)
+    plain_loss, plain = backward(copy.deepcopy(model), columns, None, built=built)
+    cached_loss, cached = backward(copy.deepcopy(model), columns, None, 5, built=built)  # 5, 5, 2
     unweighted_loss, _ = backward(copy.deepcopy(model), columns, train_mnr.mnr_loss)
     assert cached_loss.item() == pytest.approx(plain_loss.item(), abs=1e-6)
     assert plain_loss.item() != pytest.approx(unweighted_loss.item(), abs=1e-6)
