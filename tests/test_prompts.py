@@ -120,7 +120,7 @@ def test_a_folder_naming_passage_not_document_is_read_and_saved_for_encode_docum
     with open(folder / "config_sentence_transformers.json", "w") as f:
         json.dump({"prompts": {"query": "query: ", "passage": "passage: "}}, f)
     assert prompts.saved_prompts(str(folder)) == ("query: ", "passage: ")
-    # sentence-transformers 5+ gives every model a "document" prompt, "" unless named: name it, or it is lost
+    # sentence-transformers 6.3 gives every model a "document" prompt, "" unless named: name it, or it is lost
     saved = prompts.saved_config(str(folder), {"QUERY_PROMPT": None, "DOCUMENT_PROMPT": None})
     assert saved["prompts"] == {"query": "query: ", "passage": "passage: ", "document": "passage: "}
 
