@@ -29,6 +29,11 @@ TOKENIZER_FILES = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.t
                    ("sentencepiece.bpe.model",), ("tokenizer.model",))
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
+# The architectures tests/test_architectures.py trains, saves, reloads and scores; others transformers loads as a
+# base model are tried, and a seq2seq model or one without a base model is refused naming these.
+SUPPORTED = ("text encoders (bert, roberta, xlm-roberta, distilbert, mpnet, electra, deberta-v2, modernbert, and "
+             "other architectures transformers loads as a base model) and decoder-only models (llama, qwen2, ...; "
+             "with --pooling lasttoken)")
 # RoBERTa's scheme: position ids start after the padding index, so padding_idx + 1 of the position embeddings are
 # never used (514 positions hold 512 tokens).
 PADDING_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text",
@@ -134,12 +139,24 @@ def check_sentence_transformers_files(folder, limit):
     folder_json(folder, "1_Pooling", "config.json")
 
 
+def check_architecture(folder, config):
+    """Refuse what cannot be trained here as a sentence embedder: a seq2seq model (encoder and decoder), or an
+    architecture transformers has no base model for (AutoModel would fail, or load a task head's model)."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+    model_type = config.get("model_type")
+    reason = ("an encoder-decoder (seq2seq) model" if config.get("is_encoder_decoder") else
+              None if model_type in MODEL_MAPPING_NAMES else "an architecture transformers has no base model for")
+    if reason:
+        raise ModelError(f"{os.path.join(folder, 'config.json')}: {model_type} is {reason}; supported: {SUPPORTED}")
+
+
 def check_model_folder(folder):
     """Everything about a local model folder that can be known without loading it, each fault one ModelError."""
     config = folder_json(folder, "config.json")
     if config is None:
         raise ModelError(f"{folder}: holds no model (no config.json)")
     check_no_remote_code(folder, config)
+    check_architecture(folder, config)
     check_tokenizer_files(folder)
     check_weights(folder)
     check_sentence_transformers_files(folder, position_limit(config))
@@ -295,6 +312,19 @@ def load_tokenizer(name, offline):
         raise load_error(name, offline, e) from None
 
 
+def dropout_overrides(name, offline, dropout):
+    """Every dropout rate of the model's config set to `dropout` ({} for None): each architecture names its own
+    (BERT hidden_dropout_prob, DistilBERT dropout, ModernBERT mlp_dropout, Llama attention_dropout, ...)."""
+    if dropout is None:
+        return {}
+    from transformers import AutoConfig
+    try:
+        config = AutoConfig.from_pretrained(name, local_files_only=offline, trust_remote_code=False).to_dict()
+    except Exception as e:  # noqa: BLE001 - the same failures load_model reports
+        raise load_error(name, offline, e) from None
+    return {key: dropout for key, value in config.items() if "dropout" in key and isinstance(value, float)}
+
+
 def load_model(name, dropout=None):
     """A hub name or local folder -> (model, tokenizer). `dropout` overrides the model's dropout rates.
 
@@ -308,12 +338,13 @@ def load_model(name, dropout=None):
     transformers.logging.set_verbosity_error()  # the load report lists BERT's unused pooler head: noise here
     transformers.logging.disable_progress_bar()
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
-    overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     check_model_name(name)
     # Offline (no network, or HF_HUB_OFFLINE set), a hub name is looked up in the local cache only.
     offline = not os.path.isdir(name) and (hub.offline_mode() or not hub.may_load())
     tokenizer = load_tokenizer(name, offline)
-    options = dict(local_files_only=offline, **overrides)
+    if tokenizer.pad_token is None:  # decoders (Llama, Qwen) ship without one; padding is masked, so any id will do
+        tokenizer.pad_token = tokenizer.eos_token
+    options = dict(local_files_only=offline, **dropout_overrides(name, offline, dropout))
     try:  # trust_remote_code=False: never a folder's own code, and never a prompt asking to run it
         try:
             model = AutoModel.from_pretrained(name, add_pooling_layer=False, trust_remote_code=False, **options)

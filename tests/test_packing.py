@@ -70,8 +70,13 @@ def test_training_step_loss_and_gradients_equal_padded(triplets, tiny_model_dir,
         assert torch.allclose(grads_a[name], grads_b[name], atol=1e-5, rtol=1e-4), name
 
 
-def test_only_models_with_positions_from_zero_are_packed(tiny_model_dir):
+def test_only_architectures_tested_packed_are_packed(tiny_model_dir):
     model, _ = load_model(tiny_model_dir)
     assert packing.can_pack(model)
-    model.config.model_type = "roberta"  # positions offset by the padding id: packing would misplace them
+    model.config.model_type = "roberta"  # packed too, its positions counted from padding_idx + 1
+    assert packing.can_pack(model) and packing.first_position(model.config) == model.config.pad_token_id + 1
+    model.config.model_type = "deberta-v2"  # builds its own attention mask: the padded forward
+    assert not packing.can_pack(model)
+    model.config.model_type = "bert"
+    model.config._attn_implementation = "flash_attention_2"  # takes no 4-D mask
     assert not packing.can_pack(model)
