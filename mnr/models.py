@@ -238,6 +238,14 @@ def hub_alternative(name, flag="--model-name"):
             f"give a local model folder, e.g. {flag} \"{hub.MINILM_FOLDER}\")")
 
 
+# sentence-transformers' own file format: up to version 5, 1_Pooling/config.json sets one flag per mode
+# ("pooling_mode_cls_token": true), the flags pooling.py's table names; from version 6 it writes the mode's name
+# ("pooling_mode": "cls") instead, which this maps to the flag it replaced.
+ST_MODE_FLAGS = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens",
+                 "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+                 "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
+
+
 # ---- poolings: pooling.py's table, read from its file (the package never imports a script) ------------------
 
 def pooling_table(path=POOLING_FILE):
@@ -363,7 +371,10 @@ def saved_pooling(folder):
         return "mean"
     flags, table = folder_json(folder, "1_Pooling", "config.json"), pooling_table()
     if flags is not None:
-        return next((name for name, (_, key) in table.items() if key and flags.get(key)), "mean")
+        modes = flags.get("pooling_mode")  # sentence-transformers 6 and later: a mode name or a list of them
+        modes = [modes] if isinstance(modes, str) else modes if isinstance(modes, list) else []
+        declared = {ST_MODE_FLAGS.get(mode) for mode in modes} | {k for k, v in flags.items() if v is True}
+        return next((name for name, (_, key) in table.items() if key and key in declared), "mean")
     trained = (folder_json(folder, "training_config.json") or {}).get("POOLING")
     return trained if trained in table else "mean"
 

@@ -119,3 +119,24 @@ def test_pooling_choices_are_the_table(tmp_path):
     run = run_in(repo, "train_mnr.py", "--help")
     assert run.returncode == 0, run.stderr
     assert "--pooling {mean_max,mean,cls,max,lasttoken}" in run.stdout
+
+
+@pytest.mark.parametrize("mode", ["cls", "max", "lasttoken"])
+def test_a_folder_sentence_transformers_6_saved_is_scored_with_its_pooling(tmp_path, tiny_model_dir, mode):
+    """sentence-transformers 6 names the pooling as "pooling_mode": "cls" instead of a flag; read as mean, the
+    evaluators would score a CLS model with mean pooling and say nothing."""
+    pytest.importorskip("sentence_transformers")
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from mnr.models import load_encoder
+    from pooling import encode
+    module = Transformer(tiny_model_dir)
+    model = SentenceTransformer(modules=[module, Pooling(32, pooling_mode=mode)], device="cpu")
+    model.save(str(tmp_path / "st"))
+    with open(tmp_path / "st" / "1_Pooling" / "config.json") as f:
+        assert json.load(f).get("pooling_mode") == mode  # the format this test is about
+    encoder = load_encoder(str(tmp_path / "st"), "cpu")
+    assert encoder.pooling == mode
+    theirs = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS, convert_to_tensor=True)
+    torch.testing.assert_close(encode(encoder, TEXTS), theirs, atol=1e-5, rtol=1e-5)
