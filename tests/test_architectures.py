@@ -214,7 +214,10 @@ def test_trains_saves_and_reloads_with_the_same_embeddings(start_models, trained
     assert not info["missing_keys"] and not info["mismatched_keys"], info
     with open(os.path.join(folder, "1_Pooling", "config.json")) as f:
         assert json.load(f)["pooling_mode_lasttoken" if kind in DECODERS else "pooling_mode_mean_tokens"] is True
-    ours = encode(load_encoder(folder, "cpu"), TEXTS)
+    encoder = load_encoder(folder, "cpu")
+    if kind in DECODERS:  # the token last-token pooling reads is the end-of-sequence one, after the whole text
+        assert encoder.tokenizer(TEXTS[0])["input_ids"][-1] == encoder.tokenizer.eos_token_id
+    ours = encode(encoder, TEXTS)
     theirs = st.SentenceTransformer(folder, device="cpu").encode(TEXTS, convert_to_tensor=True)
     assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
 
