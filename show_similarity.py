@@ -22,7 +22,7 @@ import data_prep
 from mnr.errors import ConfigError, DataError, exit_on_input_error
 from mnr.files import read_json, repo_relative
 from mnr.flags import add_block_flags, new_parser, parse_flags
-from mnr.models import load_encoder, packaged_minilm
+from mnr.models import check_model_name, load_encoder, packaged_minilm
 from mnr.scoring import unit_embeddings
 
 # ---- hyperparameters: edit them here, or override any of them with the flag of the same name ---------------
@@ -109,7 +109,10 @@ def main(argv=None):
     parser.add_argument("model", metavar="MODEL", help="the trained model folder")
     args = parse_flags(add_block_flags(parser, globals()), argv)
     with exit_on_input_error():
-        config = read_json(os.path.join(args.model, "training_config.json"), {}) if os.path.isdir(args.model) else {}
+        if not os.path.isdir(args.model):  # a saved folder is what the picture is about; said before the start model
+            raise ConfigError(f"{args.model}: no such folder; give the folder a training run saved (its OUTPUT_DIR)")
+        check_model_name(args.model)
+        config = read_json(os.path.join(args.model, "training_config.json"), {})
         start_model = args.start_model or config.get("MODEL_NAME")
         if start_model is None:
             raise ConfigError(f"{args.model}: no training_config.json to name the start model; give --start-model")

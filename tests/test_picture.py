@@ -68,3 +68,10 @@ def test_bad_input_is_one_line(tmp_path, tiny_model_dir, flags, message):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: " + message.replace("MODEL", tiny_model_dir)
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_missing_model_folder_is_named_first(tmp_path):
+    result = run_script("show_similarity.py", str(tmp_path / "no-such-run"), "--out", str(tmp_path / "p.png"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == \
+        f"error: {tmp_path / 'no-such-run'}: no such folder; give the folder a training run saved (its OUTPUT_DIR)"
