@@ -51,8 +51,8 @@ def last_token_pool(tokens, mask):
 # Every pooling there is: name -> (its function, the flag that selects it in sentence-transformers'
 # 1_Pooling/config.json, or None where sentence-transformers has no such pooling). --pooling's choices, the saved
 # folder's sentence-transformers files, the model card's example code and the loaders all derive from this table
-# (the package reads it from this file: mnr/models.py `pooling_table`), so a new pooling is one function above and
-# one line here. A pooling with None still trains, saves and scores here; its folder has no sentence-transformers
+# (the package reads it through mnr/models.py `pooling_table`), so a new pooling is one function above and one line
+# here. A pooling with None still trains, saves and scores here; its folder has no sentence-transformers
 # files, and the save says so.
 POOLINGS = {
     "mean": (mean_pool, "pooling_mode_mean_tokens"),

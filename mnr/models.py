@@ -9,7 +9,6 @@ code (an `auto_map`, or a model_type transformers does not know) is refused befo
 transformers, such a folder makes it ask on stdin, and a "y" runs whatever Python file the folder holds. Weights
 are read from safetensors, or with torch's weights_only unpickler, which refuses any object but tensors.
 """
-import ast
 import collections
 import difflib
 import json
@@ -19,8 +18,6 @@ from mnr import hub
 from mnr.errors import ConfigError, ModelError, first_line
 
 MAX_LENGTH = 128  # tokens kept per text when nothing else says: the tutorial's limit, and the scripts' default
-# pooling.py, the tutorial's step 5, holds the table of poolings (POOLINGS); the package reads it from there.
-POOLING_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pooling.py")
 # A model ready to embed texts: the transformer, its tokenizer, and how token vectors become one vector.
 SentenceEncoder = collections.namedtuple("SentenceEncoder", "model tokenizer pooling max_length")
 # What a tokenizer is built from; a folder with none of them would get transformers' 5-token fallback tokenizer,
@@ -246,34 +243,21 @@ ST_MODE_FLAGS = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_token
                  "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
 
 
-# ---- poolings: pooling.py's table, read from its file (the package never imports a script) ------------------
+# ---- poolings: pooling.py's table (the tutorial's step 5 holds it) ----------------------------------------------
 
-def pooling_table(path=POOLING_FILE):
-    """pooling.py's POOLINGS as {name: (function name, sentence-transformers' 1_Pooling flag or None)}, read from
-    the file as flags.py reads a hyperparameter block: the saved folder, the model card and the loaders follow
-    the table without the package importing the tutorial's step."""
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), path)
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign) else []
-        if any(isinstance(t, ast.Name) and t.id == "POOLINGS" for t in targets):
-            try:
-                return {ast.literal_eval(key): (value.elts[0].id, ast.literal_eval(value.elts[1]))
-                        for key, value in zip(node.value.keys, node.value.values)}
-            except (AttributeError, IndexError, ValueError, TypeError):
-                break
-    raise ConfigError(f"{path}: POOLINGS must be a dict written out as {{\"name\": (function, \"pooling_mode_..."
-                      "\" or None), ...}}, one entry per pooling")
+def pooling_table():
+    """pooling.py's POOLINGS as {name: (function name, sentence-transformers' 1_Pooling flag or None)}: the saved
+    folder, the model card and the loaders follow the one table a new pooling is added to."""
+    import pooling  # here, not at the top: pooling.py imports this package
+    return {name: (function.__name__, key) for name, (function, key) in pooling.POOLINGS.items()}
 
 
-def pooling_source(name, path=POOLING_FILE):
-    """The source of pooling `name`'s function in pooling.py, for the model card's example code."""
-    with open(path, encoding="utf-8") as f:
-        source = f.read()
-    function = pooling_table(path)[name][0]
-    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == function)
-    return ast.get_source_segment(source, node)
+def pooling_source(name):
+    """The source of pooling `name`'s function, for the model card's example code."""
+    import inspect
+
+    import pooling
+    return inspect.getsource(pooling.POOLINGS[name][0]).rstrip()
 
 
 def st_pooling_key(name):

@@ -140,3 +140,22 @@ def test_a_folder_sentence_transformers_6_saved_is_scored_with_its_pooling(tmp_p
     assert encoder.pooling == mode
     theirs = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS, convert_to_tensor=True)
     torch.testing.assert_close(encode(encoder, TEXTS), theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_the_package_reads_the_live_table(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """An entry added to pooling.POOLINGS in the running process is what save and the card follow (no copy)."""
+    import pooling
+    from mnr import models, save
+
+    def half_mean_pool(tokens, mask):
+        """Half the mean: a pooling sentence-transformers has no flag for."""
+        return pooling.mean_pool(tokens, mask) / 2
+
+    monkeypatch.setitem(pooling.POOLINGS, "half_mean", (half_mean_pool, None))
+    model, tokenizer = models.load_model(tiny_model_dir)
+    save.save_model(model, tokenizer, str(tmp_path / "m"), {"MODEL_NAME": tiny_model_dir, "MAX_LENGTH": 32,
+                                                            "POOLING": "half_mean"})
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert not (tmp_path / "m" / "modules.json").exists() and (tmp_path / "m" / "model.safetensors").is_file()
+    assert "def half_mean_pool(tokens, mask):" in (tmp_path / "m" / "README.md").read_text()
+    assert models.saved_pooling(str(tmp_path / "m")) == "half_mean"
