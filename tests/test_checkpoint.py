@@ -159,10 +159,14 @@ def test_nan_loss_stops_and_newest_checkpoint_still_loads(tmp_path, tiny_model_d
     state = torch.load(os.path.join(newest, checkpoint.STATE_FILE), weights_only=True)
     assert state["step"] == 4 and sum(p.numel() for p in model.parameters()) > 0
     assert not (out / "model.safetensors").exists()  # no final model from a failed run
-    with pytest.raises(SystemExit) as exit_info:  # the command line names the checkpoint to resume from
-        train_mnr.main(args, loss_fn=poisoned_at(1))
-    assert str(exit_info.value.code).startswith("error: step 1: loss is nan")
-    assert f"--resume to continue from {newest}" in str(exit_info.value.code)
+    # The command line names the checkpoint to resume from (in a folder of its own: `out` now holds an
+    # interrupted run, which a new run without --resume or --overwrite may not write into).
+    again = tmp_path / "nan-again"
+    with pytest.raises(SystemExit) as exit_info:
+        train_mnr.main(train_mnr.parse_args(flags(tiny_model_dir, nli_dir, again, "--max-steps", "8")),
+                       loss_fn=poisoned_at(5))
+    assert str(exit_info.value.code).startswith("error: step 5: loss is nan")
+    assert f"--resume to continue from {again / 'checkpoint-4'}" in str(exit_info.value.code)
 
 
 @pytest.mark.parametrize("after_checkpoint", [False, True])
