@@ -252,3 +252,12 @@ def test_seq2seq_and_models_without_a_base_model_are_refused(tmp_path):
         assert "\n" not in str(error.value) and model_type in str(error.value)
     failed = run_in_process(["--model-name", str(tmp_path / "t5"), "--output-dir", str(tmp_path / "out")])
     assert failed.startswith("error: ") and "encoder-decoder (seq2seq)" in failed and "bert, roberta" in failed
+
+
+@pytest.mark.parametrize("kind", ["distilbert", "modernbert", "llama"])
+def test_dropout_sets_the_rates_each_architecture_names(start_models, kind):
+    """--dropout 0 must switch dropout off whatever the config calls it (BERT's names mean nothing to these)."""
+    model, _ = load_model(start_models[kind], dropout=0.0)
+    rates = {k: v for k, v in model.config.to_dict().items() if "dropout" in k and isinstance(v, float)}
+    assert rates and not any(rates.values()), rates
+    assert all(m.p == 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
