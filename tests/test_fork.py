@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import train_mnr
-from conftest import ROOT, start_script
+from conftest import ROOT, run_script, start_script
 from mnr import checkpoint, model_card
 from test_checkpoint import THREADS, assert_identical, kill_when, logged_steps, weights
 
@@ -194,3 +194,19 @@ def test_the_card_names_each_layer_make_loss_built():
         "`MatryoshkaLoss`: Matryoshka: the wrapped loss on the embeddings cut to each of `dims`, weighted and summed "
         "(dims=[16, 8], weights=[1.0, 1.0]) around `mnr_loss`: Multiple Negatives Ranking loss (Henderson et al. 2017, "
         "\"Efficient Natural Language Response Suggestion\") (scale=30.0)")
+
+
+def test_a_learned_temperature_under_torchrun_trains_like_one_process(tmp_path, tiny_model_dir, nli_dir):
+    """2 processes (gloo) against 1: the temperature's gradient is averaged over processes as DDP averages the
+    model's, so both runs end at the same temperature (dropout off, fp32, as tests/test_distributed.py)."""
+    path = fork(tmp_path, list(readme_forks())[1])
+    common = ["--model-name", tiny_model_dir, "--nli-data", nli_dir, "--max-steps", "3", "--batch-size", "16",
+              "--lr", "1e-2", "--dropout", "0", "--warmup-ratio", "0", "--precision", "fp32"]
+    learned = []
+    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])):
+        out = tmp_path / name
+        result = run_script(*launcher, str(path), *common, "--output-dir", str(out), OMP_NUM_THREADS="1")
+        assert result.returncode == 0, result.stderr[-3000:]
+        learned.append([json.loads(line) for line in open(out / "train_log.jsonl")][-1]["loss_parameters"]["log_scale"])
+    assert learned[0] != pytest.approx(math.log(20.0), abs=1e-3)  # it moved...
+    assert learned[1] == pytest.approx(learned[0], abs=1e-5)  # ...and the same way with 2 processes
