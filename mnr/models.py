@@ -15,6 +15,7 @@ import json
 import os
 
 from mnr import hub
+from mnr.packing import PADDING_OFFSET_TYPES
 from mnr.errors import ConfigError, ModelError, first_line
 
 MAX_LENGTH = 128  # tokens kept per text when nothing else says: the tutorial's limit, and the scripts' default
@@ -31,10 +32,6 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 SUPPORTED = ("text encoders (bert, roberta, xlm-roberta, distilbert, mpnet, electra, deberta-v2, modernbert, and "
              "other architectures transformers loads as a base model) and decoder-only models (llama, qwen2, ...; "
              "with --pooling lasttoken)")
-# RoBERTa's scheme: position ids start after the padding index, so padding_idx + 1 of the position embeddings are
-# never used (514 positions hold 512 tokens).
-PADDING_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text",
-                        "mpnet", "ibert", "roberta-prelayernorm", "luke", "xmod", "markuplm", "lilt", "layoutlmv3"}
 
 
 def packaged_minilm():

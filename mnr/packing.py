@@ -20,7 +20,6 @@ The architectures listed in PACKABLE are packed (`can_pack`), each tested agains
 """
 import torch
 
-from mnr.models import PADDING_OFFSET_TYPES
 
 WIDTH = 64  # tokens per packed row (or the longest sentence, if longer). Not wider: attention scores every pair
 # of slots in a row, and those between tokens of different sentences are computed only to be masked away.
@@ -29,6 +28,10 @@ WIDTH = 64  # tokens per packed row (or the longest sentence, if longer). Not wi
 # builds its own sliding-window masks), and decoders (causal attention: a packed row would need a causal block mask).
 PACKABLE = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra"}
 SAID = set()  # the architectures whose fallback to the padded forward this process has already told
+# RoBERTa's scheme: position ids start after the padding index, so padding_idx + 1 of the position embeddings are
+# never used (514 positions hold 512 tokens).
+PADDING_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text",
+                        "mpnet", "ibert", "roberta-prelayernorm", "luke", "xmod", "markuplm", "lilt", "layoutlmv3"}
 
 
 def can_pack(model):

@@ -135,7 +135,7 @@ def test_a_damaged_checkpoint_is_passed_over_or_named(tmp_path, tiny_model_dir, 
 def test_compare_runs_notices_a_changed_module(tmp_path):
     assert compare_runs.code_version is code_version  # the digest compare_runs stamps runs and scores with
     files = code_files(["train_mnr.py"])
-    assert {"mnr/gist.py", "mnr/hub.py", "mnr/errors.py", "evaluate_sts.py", "pooling.py"} <= set(files)
+    assert {"mnr/gist.py", "mnr/hub.py", "mnr/errors.py", "mnr/sts.py", "pooling.py"} <= set(files)
     copy = tmp_path / "repo"
     for name in files:
         os.makedirs(copy / os.path.dirname(name), exist_ok=True)

@@ -91,9 +91,6 @@ def test_mnr_has_no_import_circle_and_imports_no_script():
         assert not reached, f"{os.path.relpath(path, ROOT)} imports the script(s) {sorted(reached)}"
 
 
-@pytest.mark.xfail(strict=True, reason="mnr.models reads pooling.py's POOLINGS table (e0fd6ad, imported inside "
-                   "its functions) and pooling.py imports mnr: a circle through the tutorial's module, left to the "
-                   "lead; remove this mark once it is gone")
 def test_no_import_circle_through_the_tutorial_modules():
     graph = mnr_graph(tutorial=True)
     assert cycle(graph) is None, " -> ".join(cycle(graph))
