@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data_prep
-from mnr import sts  # the STS benchmark's loader and score, as evaluate_sts.py prints it
+from mnr import retrieval, sts  # the dev scores along training, as evaluate_retrieval.py and evaluate_sts.py score
 from mnr import (checkpoint, distributed, gist, gradcache, hardness, hub, matryoshka, model_card, outdir, packing,
                  prompts, samplers, save, train_log)
 from mnr.errors import ConfigError, DataError, exit_on_input_error
@@ -81,7 +81,8 @@ MAX_GRAD_NORM = 1.0        # clip the gradient norm: one odd batch early on cann
 # evaluation and output
 STS_DATA: str | None = None  # STS benchmark for dev scores during training: "hub" or a local folder of
                            # {dev,test}.tsv.gz (sentence1, sentence2, score 0-5), e.g. tests/data/stsb; None: none
-EVAL_EVERY = 0             # with STS_DATA: score STSb dev every N steps, besides before and after training
+EVAL_BEIR: str | None = None  # a BEIR folder: its dev split's nDCG@10 (qrels/dev.tsv) scored along training too
+EVAL_EVERY = 0             # with STS_DATA or EVAL_BEIR: score dev every N steps, besides before and after training
 OUTPUT_DIR = "output/mnr"  # the final model (transformers and sentence-transformers load it), its log, checkpoints
 OVERWRITE = False          # replace the model of ours in OUTPUT_DIR; a folder with any other file is refused even so
 SAVE_EVERY = 0             # write OUTPUT_DIR/checkpoint-STEP every N steps, for --resume (0: never)
@@ -118,6 +119,9 @@ def check_args(args):
     if not 0 <= args.warmup_ratio <= 1:
         raise ConfigError(f"--warmup-ratio must be within [0, 1], got {args.warmup_ratio}")
     outdir.check(args.output_dir, args.overwrite, args.resume)  # ours to write in, or refused before any work
+    if args.eval_beir and not os.path.isfile(os.path.join(args.eval_beir, "qrels", "dev.tsv")):
+        raise ConfigError(f"--eval-beir {args.eval_beir}: no qrels/dev.tsv there; give a BEIR folder with a dev split "
+                          "(its test split is never scored during training)")
     if args.train_data and (args.nli_data != NLI_DATA or args.hard_negatives):
         raise ConfigError("--train-data replaces the NLI data: give it without --nli-data and --hard-negatives")
     hardness.check_flags(args.hardness_mode, args.hardness_strength)
@@ -263,6 +267,8 @@ def setup(args, loss_fn=mnr_loss, command=None, defaults=None):
                                                           config_of(args), world, checkpoint.rows_digest(rows), loss)
         run.print(f"resumed from {path} (step {run.start_step} of {total_steps})")
     run.sts = sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
+    run.beir = prompts.prompted_task(retrieval.load_beir(args.eval_beir, "dev"), *prompts.chosen(
+        args.query_prompt, args.document_prompt, args.model_name)) if args.eval_beir and run.master else None
     default_config = config_of(defaults or parse_args([]))
     run.print(train_log.describe_run(config_of(args), default_config, rows, total_steps, world, device, asked))
     run.log = train_log.open_log(args.output_dir, run.start_step) if run.master else None
@@ -282,8 +288,8 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
     rows, batches, model, loss_fn, optimizer, scheduler, run = setup(args, loss_fn, command, defaults)
     embed = functools.partial(embed_columns, pooling=args.pooling, pack=run.pack)  # one model embeds every column
     trained = [*model.parameters(), *(loss_fn.parameters() if isinstance(loss_fn, torch.nn.Module) else [])]
-    if run.sts and run.start_step == 0:  # the baseline: the start model's STSb dev score
-        sts_dev_score(args, run, 0, run.print)
+    if (run.sts or run.beir) and run.start_step == 0:  # the baseline: the start model's dev scores
+        dev_scores(args, run, 0, run.print)
     if run.rng:
         set_rng_state(run.rng[distributed.rank()], run.device)  # last, so nothing above draws from the restored streams
     model.train()
@@ -344,8 +350,8 @@ def after_step(args, run, step, progress, loss_value, lr, grad_norm, seconds):
         train_log.log_step(run.log, step, loss_value, lr, grad_norm, args.batch_size / seconds, run.device, left_out)
         progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
     progress.update()
-    if run.sts and (step == run.total_steps or args.eval_every and step % args.eval_every == 0):
-        sts_dev_score(args, run, step, progress.write)
+    if (run.sts or run.beir) and (step == run.total_steps or args.eval_every and step % args.eval_every == 0):
+        dev_scores(args, run, step, progress.write)
     if args.save_every and step % args.save_every == 0 and step < run.total_steps:
         run.facts.update(steps=step, wall_time_s=time.perf_counter() - run.started,
                          loss_parameters=model_card.loss_parameters(run.loss))
@@ -356,13 +362,18 @@ def after_step(args, run, step, progress, loss_value, lr, grad_norm, seconds):
                                        rows_digest=checkpoint.rows_digest(run.rows), loss=run.loss)
 
 
-def sts_dev_score(args, run, step, write):
-    """STSb dev Spearman of the model now, printed, logged and kept for the model card."""
+def dev_scores(args, run, step, write):
+    """The model now on the dev data asked for (STSb dev Spearman, the BEIR folder's dev nDCG@10), in fp32 as the
+    evaluators score: printed, logged and kept for the model card."""
     encoder = (run.model, run.tokenizer, args.pooling, args.max_length)
-    score = sts.evaluate(encoder, *run.sts)["spearman"]  # in fp32, as evaluate_sts.py scores
-    write(f"step {step}: STSb dev spearman {score:.4f}")
-    train_log.write(run.log, {"step": step, "sts_dev_spearman": score})
-    run.facts["sts_dev"].append((step, score))
+    for name, data, score in (("STSb dev spearman", run.sts, lambda: sts.evaluate(encoder, *run.sts)["spearman"]),
+                              ("BEIR dev nDCG@10", run.beir, lambda: retrieval.evaluate(encoder, run.beir)["ndcg@10"])):
+        if data:
+            value = score()
+            write(f"step {step}: {name} {value:.4f}")
+            key = "sts_dev" if run.sts is data else "beir_dev"
+            train_log.write(run.log, {"step": step, "sts_dev_spearman" if key == "sts_dev" else "beir_dev_ndcg@10": value})
+            run.facts[key].append((step, value))
 
 
 def main(args, loss_fn=mnr_loss, defaults=None):

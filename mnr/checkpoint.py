@@ -21,7 +21,7 @@ STATE_FILE = "training_state.pt"
 REQUIRED = ("model.safetensors", "config.json", STATE_FILE)
 # Hyperparameters a resumed run may change: they decide where and how often things are written or scored,
 # never what is computed.
-RESUME_FREE = {"OUTPUT_DIR", "RESUME", "SAVE_EVERY", "KEEP_CHECKPOINTS", "STS_DATA", "EVAL_EVERY", "DEVICE",
+RESUME_FREE = {"OUTPUT_DIR", "RESUME", "SAVE_EVERY", "KEEP_CHECKPOINTS", "STS_DATA", "EVAL_BEIR", "EVAL_EVERY", "DEVICE",
                "OVERWRITE"}
 STATE_KEYS = ("step", "config", "optimizer", "scheduler", "rng")  # what training_state.pt must hold to resume
 

@@ -179,6 +179,14 @@ def sts_section(scores):
     return lines + [f"| {step:,} | {score:.4f} |" for step, score in scores] + [""]
 
 
+def beir_section(scores, folder):
+    if not scores:
+        return []
+    lines = ["### Retrieval dev along training", "", f"nDCG@10 on the dev split of `{folder}` (qrels/dev.tsv; step 0: "
+             "the start model).", "", "| Step | nDCG@10 |", "| --- | --- |"]
+    return lines + [f"| {step:,} | {score:.4f} |" for step, score in scores] + [""]
+
+
 def matryoshka_section(dims, path):
     if not dims:
         return []
@@ -298,7 +306,7 @@ def run_facts(config, defaults, command, device, rows, total_steps, loss_fn=None
     doc = first_line(type(base).__doc__ if isinstance(base, torch.nn.Module) else getattr(base, "__doc__", None))
     return {"command": command, "defaults": defaults, "device": str(device), "total_steps": total_steps,
             "loss_description": doc or None, "loss": describe_loss(loss_fn) if loss_fn is not None else None,
-            "sts_dev": [], "data": {"source": config["TRAIN_DATA"] or config["NLI_DATA"],
+            "sts_dev": [], "beir_dev": [], "data": {"source": config["TRAIN_DATA"] or config["NLI_DATA"],
                                     "pairs" if width == 2 else "rows": len(rows), "negatives_per_row": width - 2}}
 
 
@@ -319,6 +327,7 @@ def write_model_card(folder, config, facts=None):
     dims = matryoshka_dims(config)
     lines = [*front_matter(config, facts, name), "", f"# {name}", "", intro(config, facts, kinds, size, max_length), ""]
     lines += training_section(config, facts) + hyperparameter_section(config, facts) + sts_section(facts.get("sts_dev"))
+    lines += beir_section(facts.get("beir_dev"), config.get("EVAL_BEIR"))
     lines += usage_section(path, config.get("POOLING", "mean"), "Normalize" in kinds, max_length,
                            [k for k in kinds if k not in ("Transformer", "Pooling", "Normalize")], dims)
     lines += matryoshka_section(dims, path)
