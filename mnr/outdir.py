@@ -30,7 +30,7 @@ try:
 except ImportError:  # Windows: no advisory locks; a second run into the same folder is then not detected
     fcntl = None
 
-from mnr.errors import ConfigError, SaveError
+from mnr.errors import ConfigError
 
 MANIFEST = "mnr_files.json"                 # in every saved folder: the entries this project wrote there
 LOCK = ".mnr-lock"                          # held (flock) by the run writing into the folder; holds its pid

@@ -169,3 +169,17 @@ def run_in_process(argv):
     except SystemExit as e:
         return str(e.code)
     return None
+
+
+def one_line_error(call, *expected, error=SystemExit):
+    """Run `call()`, which must fail with one line holding each of `expected` -> that line. `error`: SystemExit (a
+    script's `error:` line and a non-zero exit) or the InputError a function raises (mnr/errors.py)."""
+    with pytest.raises(error) as raised:
+        call()
+    message = str(raised.value.code if error is SystemExit else raised.value)
+    if error is SystemExit:
+        assert raised.value.code not in (0, None) and message.startswith("error:"), message
+    assert "\n" not in message, message
+    for part in expected:
+        assert part in message, message
+    return message

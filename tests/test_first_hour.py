@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import ROOT, SAMPLE_DIR, run_script, write_tsv
+from pooling import POOLINGS
 
 README = os.path.join(ROOT, "README.md")
 SAMPLE_STS = os.path.join(SAMPLE_DIR, "stsb")
@@ -182,10 +183,11 @@ def test_abbreviated_flags_are_refused(script, abbreviation, meant):
     assert f"unrecognized arguments: {abbreviation} 3; did you mean {meant}?" in result.stderr
 
 
+POOLING_CHOICES = "--pooling {" + ",".join(POOLINGS) + "}"  # the table's poolings, in its order
 HELP = {  # script -> what its --help must show besides the common checks: choices, sections, documented flags
-    "train_mnr.py": ["--pooling {mean,cls,max}", "--precision {auto,fp32,bf16}", "\ndata:\n", "\nmodel:\n",
+    "train_mnr.py": [POOLING_CHOICES, "--precision {auto,fp32,bf16}", "\ndata:\n", "\nmodel:\n",
                      "\nloss:\n", "\noptimisation:\n", "\nevaluation and output:\n", "\nsystem:\n"],
-    "train_bidirectional.py": ["--loss {bidirectional,symmetric}", "--pooling {mean,cls,max}", "\nloss:\n"],
+    "train_bidirectional.py": ["--loss {bidirectional,symmetric}", POOLING_CHOICES, "\nloss:\n"],
     "evaluate_sts.py": ["--split {dev,test}", "--precision {fp32,bf16}", "MODEL [MODEL ...]"],
     "evaluate_retrieval.py": ["--split {train,dev,test}", "--precision {fp32,bf16}", "--batch-size BATCH_SIZE"],
     "mine_negatives.py": ["--sampling {top,random}", "--precision {fp32,bf16}", "\nmining:\n"],

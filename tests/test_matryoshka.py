@@ -99,7 +99,8 @@ def tiny_st(tiny_model_dir):
     except ImportError:  # sentence-transformers < 6
         from sentence_transformers.models import Pooling, Transformer
     encoder = Transformer(tiny_model_dir, max_seq_length=32)
-    model = st.SentenceTransformer(modules=[encoder, Pooling(encoder.get_word_embedding_dimension(), "mean")],
+    width = getattr(encoder, "get_embedding_dimension", None) or encoder.get_word_embedding_dimension  # 6.x renamed it
+    model = st.SentenceTransformer(modules=[encoder, Pooling(width(), "mean")],
                                    device="cpu")
     return model.double().eval()
 

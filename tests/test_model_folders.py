@@ -15,19 +15,11 @@ import evaluate_retrieval
 import evaluate_sts
 import mine_negatives
 import train_mnr
+from conftest import one_line_error
 from mnr import hub, models
 
 
-def one_line(call, *expected):
-    """Run `call()`, which must exit with one `error:` line holding each of `expected` -> that line."""
-    with pytest.raises(SystemExit) as exit_info:
-        call()
-    message = str(exit_info.value.code)
-    assert exit_info.value.code not in (0, None)
-    assert message.startswith("error:") and "\n" not in message, message
-    for part in expected:
-        assert part in message, message
-    return message
+one_line = one_line_error  # a call that must exit with one `error:` line holding each expected part
 
 
 def train(model, *extra, out):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import run_in_process, run_script, write_tsv
+from conftest import one_line_error, run_in_process, run_script, write_tsv
 from mnr import hub, tables
 from mnr.errors import DataError
 
@@ -25,13 +25,7 @@ def write_csv(path, header, rows):
 
 
 def refused(source, *expected):
-    with pytest.raises(DataError) as e:
-        tables.load_train_data(source)
-    message = str(e.value)
-    assert "\n" not in message
-    for part in expected:
-        assert part in message, message
-    return message
+    return one_line_error(lambda: tables.load_train_data(source), *expected, error=DataError)
 
 
 # ---- named columns --------------------------------------------------------------------------------------------
