@@ -21,7 +21,6 @@ branch, GradCache (MINI_BATCH_SIZE, gradcache.py); SAVE_EVERY and RESUME are che
 The saved folder (save.py) loads in transformers and sentence-transformers and carries a model card.
 """
 import functools
-import math
 import os
 import sys
 import time
@@ -39,7 +38,8 @@ from mnr.errors import ConfigError, DataError, exit_on_input_error
 from mnr.flags import add_block_flags, config_of, new_parser, parse_flags
 from mnr.models import MAX_LENGTH as DEFAULT_MAX_LENGTH, check_model_name, hub_alternative, load_encoder, load_model
 from mnr.precision import PRECISIONS, autocast, resolve
-from mnr.rng import rng_state, set_rng_state
+from mnr.rng import set_rng_state
+from mnr.steps import after_step, checked_grad_norm, checked_loss, dev_scores
 from mnr.tables import LOCAL_TRAIN, hub_source, load_train_data
 from pooling import POOLINGS, embed_columns, encode
 
@@ -309,10 +309,11 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
                     embeddings = embed(model, columns)
                 loss = loss_fn(embeddings, batch_rows)  # 6. the loss make_loss built: MNR unless told otherwise
                 loss.backward()
-            loss_value = checked_value(args, step, loss)
+            loss_value = checked_loss(args, step, loss, model)  # a NaN stops the run, naming what went wrong
             # 7. Clip, step the optimiser and the schedule, clear the gradients.
             lr = scheduler.get_last_lr()[0]  # the rate this step uses (warmup starts at 0, as in transformers)
-            grad_norm = torch.nn.utils.clip_grad_norm_(trained, args.max_grad_norm)
+            grad_norm = checked_grad_norm(args, step, torch.nn.utils.clip_grad_norm_(trained, args.max_grad_norm),
+                                          loss_value)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -330,50 +331,6 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
         outdir.release(run.claim)
     distributed.cleanup()
     return args.output_dir
-
-
-def checked_value(args, step, loss):
-    """The step's loss as a number (the global batch's, under torchrun; a CPU-GPU sync, once per step); a NaN or
-    an infinity stops the run here, with its likely cause."""
-    value = distributed.mean_across_ranks(loss.detach()).item()
-    if not math.isfinite(value):
-        raise FloatingPointError(f"step {step}: loss is {value}; the learning rate ({args.lr}) "
-                                 f"or the scale ({args.scale}) is likely too high")
-    return value
-
-
-def after_step(args, run, step, progress, loss_value, lr, grad_norm, seconds):
-    """What follows a step: the log line, the progress bar, STSb dev when due, a checkpoint when due."""
-    left_out = getattr(run.loss, "left_out", None)  # GIST's count of false negatives it left out this step
-    left_out = None if left_out is None else distributed.mean_across_ranks(left_out.float()).item() * run.world
-    if run.master:
-        train_log.log_step(run.log, step, loss_value, lr, grad_norm, args.batch_size / seconds, run.device, left_out)
-        progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
-    progress.update()
-    if (run.sts or run.beir) and (step == run.total_steps or args.eval_every and step % args.eval_every == 0):
-        dev_scores(args, run, step, progress.write)
-    if args.save_every and step % args.save_every == 0 and step < run.total_steps:
-        run.facts.update(steps=step, wall_time_s=time.perf_counter() - run.started,
-                         loss_parameters=model_card.loss_parameters(run.loss))
-        states = distributed.gather_objects(rng_state(run.device))  # a collective: every process takes part
-        if run.master:
-            checkpoint.save_checkpoint(args.output_dir, step, run.model, run.tokenizer, run.optimizer,
-                                       run.scheduler, config_of(args), states, args.keep_checkpoints, facts=run.facts,
-                                       rows_digest=checkpoint.rows_digest(run.rows), loss=run.loss)
-
-
-def dev_scores(args, run, step, write):
-    """The model now on the dev data asked for (STSb dev Spearman, the BEIR folder's dev nDCG@10), in fp32 as the
-    evaluators score: printed, logged and kept for the model card."""
-    encoder = (run.model, run.tokenizer, args.pooling, args.max_length)
-    for name, data, score in (("STSb dev spearman", run.sts, lambda: sts.evaluate(encoder, *run.sts)["spearman"]),
-                              ("BEIR dev nDCG@10", run.beir, lambda: retrieval.evaluate(encoder, run.beir)["ndcg@10"])):
-        if data:
-            value = score()
-            write(f"step {step}: {name} {value:.4f}")
-            key = "sts_dev" if run.sts is data else "beir_dev"
-            train_log.write(run.log, {"step": step, "sts_dev_spearman" if key == "sts_dev" else "beir_dev_ndcg@10": value})
-            run.facts[key].append((step, value))
 
 
 def main(args, loss_fn=mnr_loss, defaults=None):

@@ -20,6 +20,9 @@
   samplers.py     batch composition: no duplicates, one k-means topic per batch (TAS-B), one source per batch
   search.py       exact top-k search, for retrieval scores and negative mining
   save.py         the saved model folder (transformers + sentence-transformers), written atomically
+  outdir.py       output folders: ours or refused, locked while a run writes, swapped in whole (never a user file)
+  steps.py        around each step: NaN named (loss, gradient norm, a weight), log, progress, dev scores, checkpoints
+  prompts.py      query and document prompts: a model's own, the flags', the saved folder's
   checkpoint.py   checkpoints and a bit-identical resume; train_log.py: the JSONL training log
   model_card.py   the README.md of every saved model
   files.py        JSON and atomic writes, repository-relative paths, the code a script runs (compare_runs)

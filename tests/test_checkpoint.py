@@ -151,7 +151,7 @@ def poisoned_at(n):
 def test_nan_loss_stops_and_newest_checkpoint_still_loads(tmp_path, tiny_model_dir, nli_dir):
     out = tmp_path / "nan"
     args = train_mnr.parse_args(flags(tiny_model_dir, nli_dir, out, "--max-steps", "8"))
-    with pytest.raises(FloatingPointError, match=r"step 5: loss is nan.*learning rate.*scale"):
+    with pytest.raises(FloatingPointError, match=r"step 5: the loss is nan while every weight is finite.*scale"):
         train_mnr.train(args, loss_fn=poisoned_at(5))
     newest = checkpoint.checkpoints(out)[-1]
     assert newest.endswith("checkpoint-4")
@@ -165,7 +165,7 @@ def test_nan_loss_stops_and_newest_checkpoint_still_loads(tmp_path, tiny_model_d
     with pytest.raises(SystemExit) as exit_info:
         train_mnr.main(train_mnr.parse_args(flags(tiny_model_dir, nli_dir, again, "--max-steps", "8")),
                        loss_fn=poisoned_at(5))
-    assert str(exit_info.value.code).startswith("error: step 5: loss is nan")
+    assert str(exit_info.value.code).startswith("error: step 5: the loss is nan")
     assert f"--resume to continue from {again / 'checkpoint-4'}" in str(exit_info.value.code)
 
 
