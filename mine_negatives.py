@@ -96,7 +96,7 @@ def check_args(args):
         hub_alternative(args.model_name),
         data_prep.LOCAL_NLI if args.nli_data == "hub" else None,
         LOCAL_TRAIN if args.train_data and hub_source(args.train_data) else None,
-        LOCAL_CORPUS if args.corpus and hub.hub_id(args.corpus) else None) if alternative])
+        LOCAL_CORPUS if args.corpus and hub_source(args.corpus, "--corpus", LOCAL_CORPUS) else None) if alternative])
 
 
 # ---- 1. queries, their positives, and the corpus ----------------------------------------------------------

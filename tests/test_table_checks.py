@@ -177,3 +177,13 @@ def test_mistyped_local_path_the_hub_cannot_load_says_no_such_path(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", not_found)
     refused("mydata/mybeir", "mydata/mybeir: no such local file or folder, and the hub could not load it",
             "doesn't exist on the Hub", "--train-data PATH")
+
+
+def test_mistyped_corpus_path_offline_says_no_such_path_first(tiny_model_dir, tmp_path, monkeypatch, nli_dir):
+    import mine_negatives
+    monkeypatch.setattr(hub, "may_load", lambda *a, **k: False)
+    args = mine_negatives.parse_args(["--model-name", tiny_model_dir, "--nli-data", nli_dir, "--corpus",
+                                      "mydata/mycorpus", "--output", str(tmp_path / "m.tsv")])
+    message = one_line_error(lambda: mine_negatives.check_args(args), error=DataError)
+    assert message.startswith("--corpus mydata/mycorpus: no such local file or folder"), message
+    assert "hub is unreachable" in message and "--corpus PATH" in message
