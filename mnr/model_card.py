@@ -187,6 +187,17 @@ def beir_section(scores, folder):
     return lines + [f"| {step:,} | {score:.4f} |" for step, score in scores] + [""]
 
 
+def prompts_section(prompts):
+    """The prompts the model was trained with: a query embedded without its prompt is not what the model learnt."""
+    shown = {name: text for name, text in (prompts or {}).items() if text}
+    if not shown:
+        return []
+    listed = ", ".join(f"{name} `{json.dumps(text)}`" for name, text in shown.items())
+    return ["## Prompts", "", f"Trained with these prompts before the texts: {listed}. sentence-transformers adds "
+            "them in `encode_query` and `encode_document` (this folder's config_sentence_transformers.json); "
+            "with transformers, put them before the texts yourself.", ""]
+
+
 def matryoshka_section(dims, path):
     if not dims:
         return []
@@ -331,6 +342,7 @@ def write_model_card(folder, config, facts=None):
     lines += usage_section(path, config.get("POOLING", "mean"), "Normalize" in kinds, max_length,
                            [k for k in kinds if k not in ("Transformer", "Pooling", "Normalize")], dims)
     lines += matryoshka_section(dims, path)
+    lines += prompts_section(read_json(os.path.join(folder, "config_sentence_transformers.json"), {}).get("prompts"))
     lines += ["## Versions", "", f"- torch {torch.__version__}", f"- transformers {transformers.__version__}", ""]
     with open(os.path.join(folder, "README.md"), "w") as f:
         f.write("\n".join(lines))

@@ -56,6 +56,8 @@ def e5_like_start(tmp_path_factory, tiny_model_dir):
 def test_the_saved_folder_names_the_prompts_it_was_trained_with(prompted_model):
     assert st_config(prompted_model)["prompts"] == PROMPTS
     assert prompts.saved_prompts(prompted_model) == ("query: ", "passage: ")
+    card = open(os.path.join(prompted_model, "README.md")).read()  # the card tells a reader the prompts too
+    assert '## Prompts' in card and 'query `"query: "`, document `"passage: "`' in card
 
 
 def our_retrieval_embeddings(folder, monkeypatch):
