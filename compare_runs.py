@@ -290,6 +290,24 @@ def false_negative_share(model, command):
     return samplers.false_negative_share(columns, batches)
 
 
+def check_args(args):
+    """Refuse, before a folder is made, flags that would give no table (no seed: no rows) or a wrong one."""
+    with exit_on_input_error():
+        if args.seeds is not None and args.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+        beir_only = [flag for flag, given in (("--beir", args.beir), ("--max-pairs", args.max_pairs is not None),
+                                              ("--yes", args.yes), ("--report-test", args.report_test)) if given]
+        if args.preset != "beir" and beir_only:
+            raise ConfigError(f"{beir_only[0]} is a --preset beir flag: add --preset beir --beir FOLDER")
+        if args.preset == "beir" and not args.beir:
+            raise ConfigError("--preset beir needs --beir FOLDER, the BEIR folder to train and score on")
+        if args.max_pairs is not None and args.max_pairs < 1:
+            raise ConfigError(f"--max-pairs must be at least 1, got {args.max_pairs}")
+        if args.output_dir and os.path.isdir(args.output_dir) and foreign_files(args.output_dir):
+            raise ConfigError(f"--output-dir {args.output_dir}: holds files compare_runs.py did not write (first: "
+                              f"{foreign_files(args.output_dir)[0]}); give a new or empty folder")
+
+
 def main(argv=None):
     parser = new_parser(__doc__)
     parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="which table to make (default: cpu)")
@@ -306,20 +324,7 @@ def main(argv=None):
     parser.add_argument("--report-test", action="store_true", help="--preset beir: the final run, scored on "
                         "qrels/test.tsv (never read otherwise)")
     args = parse_flags(parser, argv)
-    with exit_on_input_error():  # before a folder is made: with no seed at all the tables would have no rows
-        if args.seeds is not None and args.seeds < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
-        beir_only = [flag for flag, given in (("--beir", args.beir), ("--max-pairs", args.max_pairs is not None),
-                                              ("--yes", args.yes), ("--report-test", args.report_test)) if given]
-        if args.preset != "beir" and beir_only:
-            raise ConfigError(f"{beir_only[0]} is a --preset beir flag: add --preset beir --beir FOLDER")
-        if args.preset == "beir" and not args.beir:
-            raise ConfigError("--preset beir needs --beir FOLDER, the BEIR folder to train and score on")
-        if args.max_pairs is not None and args.max_pairs < 1:
-            raise ConfigError(f"--max-pairs must be at least 1, got {args.max_pairs}")
-        if args.output_dir and os.path.isdir(args.output_dir) and foreign_files(args.output_dir):
-            raise ConfigError(f"--output-dir {args.output_dir}: holds files compare_runs.py did not write (first: "
-                              f"{foreign_files(args.output_dir)[0]}); give a new or empty folder")
+    check_args(args)
     preset = PRESETS[args.preset]
     seeds = args.seeds or preset.get("seeds", 1)
     model = args.model_name or preset.get("model") or packaged_minilm()

@@ -260,11 +260,12 @@ def setup(args, loss_fn=mnr_loss, command=None, defaults=None):
     run = SimpleNamespace(device=device, world=world, master=rank == 0, claim=claim, rows=rows, total_steps=total_steps,
                           model=model, tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler, loss=loss,
                           pack=args.pack_sequences and not args.pad_to_max_length and packing.can_pack(model),
-                          share=distributed.local_share(args.batch_size), start_step=0, rng=None)
+                          share=distributed.local_share(args.batch_size), start_step=0, rng=None,
+                          rows_digest=checkpoint.rows_digest(rows))  # hashed once: every checkpoint records it
     run.print = print if run.master else (lambda *a, **k: None)  # only rank 0 prints, logs, evaluates and saves
     if args.resume:  # the weights, optimiser, schedule, the loss's own state, the step and the RNG streams
         run.start_step, run.rng, path = checkpoint.resume(args.resume, args.output_dir, model, optimizer, scheduler,
-                                                          config_of(args), world, checkpoint.rows_digest(rows), loss)
+                                                          config_of(args), world, run.rows_digest, loss)
         run.print(f"resumed from {path} (step {run.start_step} of {total_steps})")
     run.sts = sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
     run.beir = prompts.prompted_task(retrieval.load_beir(args.eval_beir, "dev"), *prompts.chosen(

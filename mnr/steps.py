@@ -66,7 +66,7 @@ def after_step(args, run, step, progress, loss_value, lr, grad_norm, seconds):
         if run.master:
             checkpoint.save_checkpoint(args.output_dir, step, run.model, run.tokenizer, run.optimizer,
                                        run.scheduler, config_of(args), states, args.keep_checkpoints, facts=run.facts,
-                                       rows_digest=checkpoint.rows_digest(run.rows), loss=run.loss)
+                                       rows_digest=run.rows_digest, loss=run.loss)
 
 
 def dev_scores(args, run, step, write):
