@@ -24,7 +24,6 @@ import functools
 import os
 import sys
 import time
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +38,7 @@ from mnr.flags import add_block_flags, config_of, new_parser, parse_flags
 from mnr.models import MAX_LENGTH as DEFAULT_MAX_LENGTH, check_model_name, hub_alternative, load_encoder, load_model
 from mnr.precision import PRECISIONS, autocast, resolve
 from mnr.rng import set_rng_state
-from mnr.steps import after_step, checked_grad_norm, checked_loss, dev_scores
+from mnr.steps import Bookkeeping, after_step, checked_grad_norm, checked_loss, dev_scores
 from mnr.tables import LOCAL_TRAIN, hub_source, load_train_data
 from pooling import POOLINGS, embed_columns, encode
 
@@ -92,6 +91,7 @@ RESUME: str | None = None  # continue from a checkpoint: --resume (the newest in
 SEED = 42                  # the batches' order and dropout's masks; the same seed gives the same weights
 DEVICE = "auto"            # "auto": CUDA when present, else CPU; or "cpu", "cuda", "cuda:1", ...
 PRECISION = "auto"         # the forward's: "auto" is bf16 on CUDA and on CPUs that compute it natively, else fp32
+COMPILE = False            # torch.compile the model, as nanoGPT: a minute or more to compile; benchmarks/RESULTS.md
 # ---- end of hyperparameters --------------------------------------------------------------------------------
 
 
@@ -215,12 +215,6 @@ def make_loss(args, model, loss_fn=mnr_loss):
     return loss
 
 
-def batch_loss(embeddings, loss_fn=mnr_loss, scale=SCALE, share=None):
-    """One step's per-column embeddings -> `loss_fn` at `scale`, as make_loss builds it without extensions (the
-    benchmarks call this). `share` is not needed any more: every process sees its own rows first."""
-    return distributed.InBatch(functools.partial(loss_fn, scale=scale))(embeddings)
-
-
 # ---- 7. Optimiser: AdamW with linear warmup and decay ---------------------------------------------------------
 
 def make_optimizer(model, lr, weight_decay, loss=None):
@@ -239,9 +233,10 @@ def make_optimizer(model, lr, weight_decay, loss=None):
 
 
 def setup(args, loss_fn=mnr_loss, command=None, defaults=None):
-    """Steps 1-7 in the tutorial's order -> (rows, batches, model, loss, optimizer, scheduler, run). `model` is
-    the one the loop trains (under torchrun wrapped by DDP, which averages the gradients over processes); `run` is
-    what the bookkeeping writes to: the log, the model card's facts, STSb dev pairs, checkpoints."""
+    """Steps 1-7 in the tutorial's order -> (rows, batches, model, tokenizer, loss, optimizer, scheduler, device,
+    steps, book). `model` is the one the loop trains (under torchrun wrapped by DDP, which averages the gradients
+    over processes); `steps` the step numbers left to run (all, or those after --resume's checkpoint); `book`
+    (mnr/steps.py) what the bookkeeping around each step writes to: the log, the card's facts, the dev data."""
     check_args(args)
     rank, world, device = distributed.setup(args.device)
     asked, args.precision = args.precision, resolve(args.precision, device)  # what "auto" is here, kept in the config
@@ -257,28 +252,33 @@ def setup(args, loss_fn=mnr_loss, command=None, defaults=None):
     from transformers import get_linear_schedule_with_warmup
     optimizer = make_optimizer(model, args.lr, args.weight_decay, loss)  # 7. AdamW, warmup then linear decay
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
-    run = SimpleNamespace(device=device, world=world, master=rank == 0, claim=claim, rows=rows, total_steps=total_steps,
-                          model=model, tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler, loss=loss,
-                          pack=args.pack_sequences and not args.pad_to_max_length and packing.can_pack(model),
-                          share=distributed.local_share(args.batch_size), start_step=0, rng=None,
-                          rows_digest=checkpoint.rows_digest(rows))  # hashed once: every checkpoint records it
-    run.print = print if run.master else (lambda *a, **k: None)  # only rank 0 prints, logs, evaluates and saves
+    trained_model = torch.compile(model, dynamic=True) if args.compile else model  # dynamic: every step's shapes differ
+    say = print if rank == 0 else (lambda *a, **k: None)  # only rank 0 prints, logs, evaluates and saves
+    book = Bookkeeping(total_steps, device, world, rank == 0, claim, checkpoint.rows_digest(rows),
+                       (model, tokenizer, optimizer, scheduler, loss))
+    start_step, rng = 0, None
     if args.resume:  # the weights, optimiser, schedule, the loss's own state, the step and the RNG streams
-        run.start_step, run.rng, path = checkpoint.resume(args.resume, args.output_dir, model, optimizer, scheduler,
-                                                          config_of(args), world, run.rows_digest, loss)
-        run.print(f"resumed from {path} (step {run.start_step} of {total_steps})")
-    run.sts = sts.load_sts(args.sts_data, "dev") if args.sts_data and run.master else None
-    run.beir = prompts.prompted_task(retrieval.load_beir(args.eval_beir, "dev"), *prompts.chosen(
-        args.query_prompt, args.document_prompt, args.model_name)) if args.eval_beir and run.master else None
+        start_step, rng, path = checkpoint.resume(args.resume, args.output_dir, model, optimizer, scheduler,
+                                                  config_of(args), world, book.rows_digest, loss)
+        say(f"resumed from {path} (step {start_step} of {total_steps})")
+    if book.master:  # the dev data scored along training, read (and refused if broken) before any file is written
+        book.sts = sts.load_sts(args.sts_data, "dev") if args.sts_data else None
+        book.beir = prompts.prompted_task(retrieval.load_beir(args.eval_beir, "dev"), *prompts.chosen(
+            args.query_prompt, args.document_prompt, args.model_name)) if args.eval_beir else None
     default_config = config_of(defaults or parse_args([]))
-    run.print(train_log.describe_run(config_of(args), default_config, rows, total_steps, world, device, asked))
-    run.log = train_log.open_log(args.output_dir, run.start_step) if run.master else None
-    run.facts = model_card.run_facts(config_of(args), default_config, command, device, rows, total_steps,
-                                     loss)  # what the card tells beyond the config
+    say(train_log.describe_run(config_of(args), default_config, rows, total_steps, world, device, asked))
+    if book.master:
+        book.log = train_log.open_log(args.output_dir, start_step)
+        book.facts = model_card.run_facts(config_of(args), default_config, command, device, rows, total_steps, loss)
+        if (book.sts or book.beir) and start_step == 0:  # the baseline: the start model's dev scores
+            dev_scores(args, book, 0, say)
+    if rng:
+        set_rng_state(rng[rank], device)  # last, so nothing above draws from the restored streams
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    return rows, batches, model, loss, optimizer, scheduler, run
+        trained_model = torch.nn.parallel.DistributedDataParallel(
+            trained_model, device_ids=[device.index] if device.type == "cuda" else None)
+    steps = range(start_step + 1, total_steps + 1)
+    return rows, batches, trained_model, tokenizer, loss, optimizer, scheduler, device, steps, book
 
 
 # ---- 8. The loop ----------------------------------------------------------------------------------------------
@@ -286,31 +286,31 @@ def setup(args, loss_fn=mnr_loss, command=None, defaults=None):
 def train(args, loss_fn=mnr_loss, command=None, defaults=None):
     """The whole run -> the output folder. `loss_fn`: the loss make_loss builds on; `command` and `defaults` (the
     flags as typed, the hyperparameters' defaults) only go into the saved folders' model card."""
-    rows, batches, model, loss_fn, optimizer, scheduler, run = setup(args, loss_fn, command, defaults)
-    embed = functools.partial(embed_columns, pooling=args.pooling, pack=run.pack)  # one model embeds every column
+    rows, batches, model, tokenizer, loss_fn, optimizer, scheduler, device, steps, book = setup(
+        args, loss_fn, command, defaults)
+    raw_model = book.checkpointed[0]  # the model itself, not DDP's or torch.compile's wrapper: what is saved
+    pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(raw_model)
+    embed = functools.partial(embed_columns, pooling=args.pooling, pack=pack)  # one model embeds every column
+    share = distributed.local_share(args.batch_size)  # under torchrun, this process's rows of each global batch
     trained = [*model.parameters(), *(loss_fn.parameters() if isinstance(loss_fn, torch.nn.Module) else [])]
-    if (run.sts or run.beir) and run.start_step == 0:  # the baseline: the start model's dev scores
-        dev_scores(args, run, 0, run.print)
-    if run.rng:
-        set_rng_state(run.rng[distributed.rank()], run.device)  # last, so nothing above draws from the restored streams
     model.train()
-    run.started = time.perf_counter()
-    with tqdm(total=run.total_steps, initial=run.start_step, desc="train", mininterval=1.0, dynamic_ncols=True,
-              disable=not run.master) as progress:
-        for step in range(run.start_step + 1, run.total_steps + 1):
+    book.started = time.perf_counter()
+    with tqdm(total=book.total_steps, initial=steps.start - 1, desc="train", mininterval=1.0, dynamic_ncols=True,
+              disable=not book.master) as progress:
+        for step in steps:
             t0 = time.perf_counter()
             # 2. Tokenize this process's rows of the step; each column is padded to its own longest row, not to 128.
-            batch_rows = [rows[i] for i in batches[step - 1][run.share]]
-            columns = data_prep.collate(batch_rows, run.tokenizer, args.max_length, args.pad_to_max_length)
+            batch_rows = [rows[i] for i in batches[step - 1][share]]
+            columns = data_prep.collate(batch_rows, tokenizer, args.max_length, args.pad_to_max_length)
             if args.mini_batch_size:  # GradCache (mnr/gradcache.py): the same gradient, in one mini-batch's memory
                 loss = gradcache.cached_backward(model, columns, embed, lambda e: loss_fn(e, batch_rows),
-                                                 args.mini_batch_size, run.device, args.precision)
+                                                 args.mini_batch_size, device, args.precision)
             else:
-                with autocast(run.device, args.precision):  # 4-5. embed every column: [anchor, positive, ...]
+                with autocast(device, args.precision):  # 4-5. embed every column: [anchor, positive, ...]
                     embeddings = embed(model, columns)
                 loss = loss_fn(embeddings, batch_rows)  # 6. the loss make_loss built: MNR unless told otherwise
                 loss.backward()
-            loss_value = checked_loss(args, step, loss, model)  # a NaN stops the run, naming what went wrong
+            loss_value = checked_loss(args, step, loss, raw_model)  # a NaN stops the run, naming what went wrong
             # 7. Clip, step the optimiser and the schedule, clear the gradients.
             lr = scheduler.get_last_lr()[0]  # the rate this step uses (warmup starts at 0, as in transformers)
             grad_norm = checked_grad_norm(args, step, torch.nn.utils.clip_grad_norm_(trained, args.max_grad_norm),
@@ -318,18 +318,19 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            after_step(args, run, step, progress, loss_value, lr, grad_norm, time.perf_counter() - t0)
+            after_step(args, book, step, progress, loss_value, lr, grad_norm, time.perf_counter() - t0)
     # 9. Save: transformers weights + tokenizer, plus the files sentence-transformers reads (mnr/save.py).
-    if run.master:
+    if book.master:
         learned = model_card.loss_parameters(loss_fn)  # a loss module's final values, logged and carded
         if learned:
-            train_log.write(run.log, {"step": run.total_steps, "loss_parameters": learned})
-        run.log.close()
-        run.facts.update(steps=run.total_steps, wall_time_s=time.perf_counter() - run.started, loss_parameters=learned)
-        save.save_model(run.model, run.tokenizer, args.output_dir, config_of(args), facts=run.facts,
-                        log_path=run.log.name)
-        save.report_saved(args.output_dir, time.perf_counter() - run.started, checkpoint.checkpoints(args.output_dir))
-        outdir.release(run.claim)
+            train_log.write(book.log, {"step": book.total_steps, "loss_parameters": learned})
+        book.log.close()
+        book.facts.update(steps=book.total_steps, wall_time_s=time.perf_counter() - book.started,
+                          loss_parameters=learned)
+        save.save_model(raw_model, tokenizer, args.output_dir, config_of(args), facts=book.facts,
+                        log_path=book.log.name)
+        save.report_saved(args.output_dir, time.perf_counter() - book.started, checkpoint.checkpoints(args.output_dir))
+        outdir.release(book.claim)
     distributed.cleanup()
     return args.output_dir
 

@@ -44,8 +44,7 @@ def main(argv=None):
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, len(batches))
     pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(model)
     embed_fn = functools.partial(embed_columns, pooling=args.pooling, pack=pack)
-    loss_of = functools.partial(train_mnr.batch_loss, loss_fn=train_mnr.mnr_loss, scale=args.scale,
-                                share=slice(0, args.batch_size))
+    loss_of = train_mnr.make_loss(args, model)  # the loop's own loss: MNR at --scale, as in-batch as it trains
 
     def step(batch):
         """One iteration of train_mnr.py's loop body, without its logging. Returns the batch's columns."""

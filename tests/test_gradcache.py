@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import data_prep
-from mnr import gradcache
+from mnr import distributed, gradcache
 from mnr.matryoshka import matryoshka_loss
 import train_bidirectional
 import train_mnr
@@ -19,7 +19,7 @@ def backward(model, columns, loss_fn, mini_batch_size=None, pack=True, built=Non
     `built`: the loss as train_mnr.make_loss builds it (called with the embeddings); else `loss_fn` at scale 20."""
     model.zero_grad(set_to_none=True)
     embed_fn = functools.partial(train_mnr.embed_columns, pooling="mean", pack=pack)
-    loss_of = built or functools.partial(train_mnr.batch_loss, loss_fn=loss_fn, scale=20.0)
+    loss_of = built or distributed.InBatch(functools.partial(loss_fn, scale=20.0))
     if mini_batch_size:
         loss = gradcache.cached_backward(model, columns, embed_fn, loss_of, mini_batch_size, CPU)
     else:
@@ -71,7 +71,7 @@ def test_replay_sees_the_same_dropout_masks_as_the_first_pass(setup):
         calls.append(out[0].detach().clone())
         return out
 
-    loss_of = functools.partial(train_mnr.batch_loss, loss_fn=train_mnr.mnr_loss, scale=20.0)
+    loss_of = distributed.InBatch(functools.partial(train_mnr.mnr_loss, scale=20.0))
     gradcache.cached_backward(model, columns, recording, loss_of, 6, CPU)
     n = len(calls) // 2
     assert n == 3 * 4  # three columns, four mini-batches each: one no-graph pass, one replay
