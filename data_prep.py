@@ -16,6 +16,7 @@ from mnr import hub
 from mnr.errors import ConfigError, DataError, exit_on_input_error
 from mnr.flags import add_block_flags, new_parser, parse_flags
 from mnr.models import MAX_LENGTH
+from mnr.table_file import columns_of
 from mnr.tables import NLI_COLUMNS, data_files, load_table
 
 # ---- hyperparameters: what `python data_prep.py` shows; edit here or pass the flag of the same name ---------
@@ -101,8 +102,8 @@ def make_rows(nli, hard_negatives=False, with_sources=False):
     Triplets: every (entailment, contradiction) combination for each premise, in the data's order; premises
     with no contradiction produce none. Identical premise strings count as the same premise.
     `with_sources`: -> (rows, each row's source), the source of its entailment pair (the Dataset's source column)."""
-    premises, hypotheses, labels = nli["premise"], nli["hypothesis"], nli["label"]
-    sources = nli["source"] if with_sources else [None] * len(labels)
+    premises, hypotheses, labels, sources = columns_of(nli, "premise", "hypothesis", "label", "source")
+    sources = sources if with_sources else [None] * len(labels)
     if not hard_negatives:
         found = [((p, h), s) for p, h, y, s in zip(premises, hypotheses, labels, sources) if y == ENTAILMENT]
     else:

@@ -35,6 +35,7 @@ from mnr.flags import add_block_flags, new_parser, parse_flags
 from mnr.models import check_model_name, hub_alternative, load_encoder
 from mnr.precision import PRECISIONS
 from mnr.search import top_k
+from mnr.table_file import columns_of
 from mnr.tables import LOCAL_TRAIN, hub_source, load_texts, load_train_data
 from pooling import encode
 
@@ -236,7 +237,7 @@ def write_tsv(path, header, rows):
 
 def nli_label_shares(nli, queries, corpus, picked):
     """Mined (anchor, negative) pairs that the NLI data labels -> (how many, {label name: share})."""
-    labels = {(p, h): y for p, h, y in zip(nli["premise"], nli["hypothesis"], nli["label"]) if y >= 0}
+    labels = {(p, h): y for p, h, y in zip(*columns_of(nli, "premise", "hypothesis", "label")) if y >= 0}
     found = [labels[(queries[q], corpus[c])] for q, row in enumerate(picked.tolist()) for c in row
              if c >= 0 and (queries[q], corpus[c]) in labels]
     counts = collections.Counter(found)

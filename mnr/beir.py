@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 
 from mnr.errors import DataError
-from mnr.table_file import load_table
+from mnr.table_file import columns_of, load_table
 
 SPLITS = ("train", "dev", "test")
 
@@ -130,14 +130,15 @@ def read_graded_qrels(folder, split):
         found = sorted(f[:-4] for f in os.listdir(os.path.join(folder, "qrels")) if f.endswith(".tsv")) \
             if os.path.isdir(os.path.join(folder, "qrels")) else []
         raise DataError(f"{path}: no such file (this folder's splits: {', '.join(found) or 'none'})")
-    table = load_table(path, ("query-id", "corpus-id", "score"))
+    queries, documents, grades = columns_of(load_table(path, ("query-id", "corpus-id", "score")),
+                                            "query-id", "corpus-id", "score")
     try:
-        scores = [float(s) for s in table["score"]]
+        scores = [float(s) for s in grades]
     except ValueError as e:
         raise DataError(f"{path}: score column is not numeric ({e})") from None
     if not any(s > 0 for s in scores):
         raise DataError(f"{path}: no positive judgement (score > 0): the {split} split is empty")
-    return list(zip(table["query-id"], table["corpus-id"], scores))
+    return list(zip(queries, documents, scores))
 
 
 def read_qrels(folder, split):

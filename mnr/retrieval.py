@@ -14,6 +14,7 @@ from mnr.errors import DataError, first_line
 from mnr.models import load_encoder
 from mnr.scoring import unit_embeddings
 from mnr.search import top_k
+from mnr.table_file import columns_of
 
 TOP_K = 100          # documents kept per query: enough for Recall@100, the deepest metric
 METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100")  # public names, used in --json
@@ -30,7 +31,7 @@ def load_nli_retrieval(path):
         raise DataError(f"{path}: is a folder; --nli-retrieval takes one NLI file")
     nli = data_prep.load_local_nli(path)
     corpus, relevant = {}, {}  # text -> index / premise -> set; dicts keep first-appearance order
-    for premise, hypothesis, label in zip(nli["premise"], nli["hypothesis"], nli["label"]):
+    for premise, hypothesis, label in zip(*columns_of(nli, "premise", "hypothesis", "label")):
         corpus.setdefault(hypothesis, len(corpus))
         relevant.setdefault(premise, set())
         if label == data_prep.ENTAILMENT:

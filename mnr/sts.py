@@ -10,13 +10,13 @@ import math
 import os
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
 
 from mnr import hub
 from mnr.errors import DataError
 from mnr.hub import STS_HUB
 from mnr.models import load_encoder
 from mnr.scoring import unit_embeddings
+from mnr.table_file import columns_of
 from mnr.tables import load_table
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")
@@ -37,7 +37,8 @@ def load_sts(source, split="dev"):
             ds = datasets.load_dataset(name, config, split=hub_split)
         except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
             raise DataError(f"could not load {name} from the hub ({type(e).__name__}: {e})") from None
-        return list(zip(ds["sentence1"], ds["sentence2"])), check_gold(name, [float(s) / divide for s in ds[column]])
+        left, right, scores = columns_of(ds, "sentence1", "sentence2", column)
+        return list(zip(left, right)), check_gold(name, [float(s) / divide for s in scores])
     path = source
     if os.path.isdir(source):
         candidates = [os.path.join(source, f"{split}{ext}") for ext in (".tsv.gz", ".tsv", ".csv.gz", ".csv")]
@@ -47,7 +48,8 @@ def load_sts(source, split="dev"):
     ds = load_table(path, STS_COLUMNS)
     low, high = STS_RANGE
     gold = []
-    for i, value in enumerate(ds["score"]):
+    left, right, scores = columns_of(ds, "sentence1", "sentence2", "score")
+    for i, value in enumerate(scores):
         try:
             score = float(value)
         except (TypeError, ValueError):
@@ -62,7 +64,7 @@ def load_sts(source, split="dev"):
                             f"(scores are read on that scale and divided by {high:g}); fix the row, or rescale the "
                             f"file's scores to {low:g}-{high:g}")
         gold.append(score / high)
-    return list(zip(ds["sentence1"], ds["sentence2"])), check_gold(path, gold)
+    return list(zip(left, right)), check_gold(path, gold)
 
 
 def check_gold(where, gold):
@@ -94,6 +96,7 @@ def evaluate(model_or_path, pairs, gold, batch_size=64, truncate_dim=None, progr
     left = embeddings[[index[a] for a, _ in pairs]]
     right = embeddings[[index[b] for _, b in pairs]]
     cosines = (left * right).sum(dim=1).numpy().astype(np.float64)
+    from scipy.stats import pearsonr, spearmanr  # here, not at the top: scipy.stats costs a training run 0.5 s to start
     return {"spearman": float(spearmanr(cosines, gold)[0]), "pearson": float(pearsonr(cosines, gold)[0]),
             "n": len(pairs)}
 

@@ -10,7 +10,7 @@ import sys
 
 from mnr import beir, hub
 from mnr.errors import DataError, first_line
-from mnr.table_file import file_format, load_table
+from mnr.table_file import columns_of, file_format, load_table
 
 NLI_COLUMNS = ("premise", "hypothesis", "label")
 LOCAL_TRAIN = ("--train-data PATH (a local .tsv, .csv, .jsonl, .json or .parquet file, optionally .gz, a BEIR "
@@ -95,7 +95,7 @@ def check_cells(where, names, rows):
 
 def table_rows(where, ds):
     """A Dataset -> its rows as tuples of texts, every cell checked (check_cells)."""
-    return check_cells(where, ds.column_names, list(zip(*(ds[name] for name in ds.column_names))))
+    return check_cells(where, ds.column_names, list(zip(*columns_of(ds, *ds.column_names))))
 
 
 def column_role(name):
@@ -130,8 +130,9 @@ def ordered_columns(where, ds, order):
     `order` gave). A list-valued positive or negative column (FlagEmbedding's {"query", "pos": [...], "neg": [...]})
     gives one column per item: one positive per row, and every row the same number of negatives."""
     names, labels, columns, counts = ds.column_names, [], [], []
+    every = columns_of(ds, *names)
     for role, j in order:
-        cells, what = ds[names[j]], f"{where}: column {j + 1} ({names[j]!r}, the {role})"
+        cells, what = every[j], f"{where}: column {j + 1} ({names[j]!r}, the {role})"
         lengths = [len(c) if isinstance(c, list) else None for c in cells]
         if all(n is None for n in lengths):
             labels, columns, counts = labels + [names[j]], columns + [cells], counts + [1]
