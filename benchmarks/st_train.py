@@ -2,12 +2,17 @@
 
     python benchmarks/st_train.py --model-name MODEL --nli-data ../shared/data/nli --output-dir output/st-mnr \\
         [--batch-size 32] [--max-steps N] [--sts-data ../shared/data/stsb --eval-every 100]
+    python benchmarks/st_train.py --model-name MODEL --train-data output/bench-scifact/negatives.tsv.gz \\
+        --max-length 256 --output-dir output/st-scifact [--bf16]   # a mined (anchor, positive, negative) table
 
 SentenceTransformerTrainer, MultipleNegativesRankingLoss (defaults: scale 20, cosine) and the NO_DUPLICATES
 batch sampler; AdamW at 2e-5 with weight decay 0.01, linear warmup over 10 % of the steps, gradient norm
 clipped at 1: the recipe of train_mnr.py. The rows come from our data_prep (same pairs), the batch order from
-the library's own sampler. Writes the saved model and `train_log.jsonl` in train_mnr.py's format (step, loss,
-lr, pairs_per_s; sts_dev_spearman lines), so compare_runs.py and the plots read both alike.
+the library's own sampler. --train-data reads a table as train_mnr.py's --train-data does (mnr.tables), so
+both train the same rows; each column becomes one of the dataset's, and MNRL takes every column after the
+anchor as candidates (the positive, then the negatives). Writes the saved model and `train_log.jsonl` in
+train_mnr.py's format (step, loss, lr, pairs_per_s; sts_dev_spearman lines), so compare_runs.py and the plots
+read both alike.
 Benchmark code: it may import sentence-transformers and accelerate (requirements-bench.txt); product code never does.
 """
 import argparse
@@ -20,15 +25,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import data_prep  # noqa: E402
+from mnr.models import MAX_LENGTH  # noqa: E402  train_mnr.py's default, so both truncate alike
+from mnr.tables import load_train_data  # noqa: E402  the same rows as train_mnr.py --train-data
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-name", required=True)
-    parser.add_argument("--nli-data", required=True)
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--nli-data", help="NLI files, made into pairs by data_prep as train_mnr.py does")
+    data.add_argument("--train-data", help="an (anchor, positive, negatives...) table, read as train_mnr.py reads it")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-steps", type=int, default=None, help="default: one epoch of our duplicate-free batches")
+    parser.add_argument("--max-length", type=int, default=MAX_LENGTH, help="the model's max_seq_length, in tokens")
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sts-data", default=None)
@@ -48,12 +58,18 @@ def main(argv=None):
     from sentence_transformers.training_args import BatchSamplers
     from transformers import TrainerCallback
 
-    rows = data_prep.make_rows(data_prep.load_nli(args.nli_data))
-    batches = data_prep.epoch_batches(rows, args.batch_size, args.seed)
+    if args.train_data:
+        rows = load_train_data(args.train_data)
+    else:
+        rows = data_prep.make_rows(data_prep.load_nli(args.nli_data))
+    batches = data_prep.epoch_batches(rows, args.batch_size, args.seed)  # train_mnr.py's default sampler's
     steps = args.max_steps or len(batches)
-    train = Dataset.from_dict({"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows]})
+    negatives = len(rows[0]) - 2  # the table's negative columns; NLI pairs have none
+    names = ["anchor", "positive", *(["negative"] if negatives == 1 else
+                                     [f"negative_{k}" for k in range(1, negatives + 1)])]
+    train = Dataset.from_dict({name: [r[j] for r in rows] for j, name in enumerate(names)})
     model = SentenceTransformer(args.model_name, device="cuda" if torch.cuda.is_available() else "cpu")
-    model.max_seq_length = 128
+    model.max_seq_length = args.max_length
     if args.dropout is not None:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
