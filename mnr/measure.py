@@ -13,8 +13,7 @@ from mnr.files import ROOT
 
 def run(command, out):
     """Run one training command (a script and its flags, without --output-dir) in a fresh process, writing to
-    `out` -> (steady-state pairs/s of each step after the first two, whole-process pairs/s, peak GiB, losses,
-    seconds outside the steps: start-up (imports, data, tokenizer, model) and saving, the wall time less the steps')."""
+    `out` -> (steady-state pairs/s of each step after the first two, whole-process pairs/s, peak GiB, losses)."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, *command, "--output-dir", out], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -27,8 +26,7 @@ def run(command, out):
     rates = [r["pairs_per_s"] for r in log[2:]] or [r["pairs_per_s"] for r in log]
     batch = int(command[command.index("--batch-size") + 1])
     peak = max((r.get("cuda_peak_gib", 0) for r in log), default=0) or usage.ru_maxrss / 1024 ** 2  # GPU, else RSS
-    outside = wall - sum(batch / r["pairs_per_s"] for r in log)
-    return rates, len(log) * batch / wall, peak, [r["loss"] for r in log], outside
+    return rates, len(log) * batch / wall, peak, [r["loss"] for r in log]
 
 
 def spread(values, fmt="{:.1f}"):
