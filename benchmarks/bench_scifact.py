@@ -144,8 +144,8 @@ def main(argv=None):
     runs = configs(repo_relative(args.table), model, args.steps, args.library_fp32)
     lines = [f"{time.strftime('%Y-%m-%d')}; {machine()}, {torch.get_num_threads()} threads",
              f"Command: `python benchmarks/bench_scifact.py {shown(' '.join(argv or sys.argv[1:]))}`; "
-             f"table {shown(args.table)}; model {shown(model)}; "
-             f"max length {MAX_LENGTH}, batch {BATCH_SIZE}, {args.steps} steps per run, {args.repeats} repetitions",
+             f"table {shown(args.table)}; model {shown(model)}; max length {MAX_LENGTH}, batch {BATCH_SIZE}, "
+             f"{args.steps} steps per run, {args.repeats} repetition{'s' * (args.repeats > 1)}",
              f"matmul peak ({size}^3, median of 5): bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s",
              f"work per pair (the steady steps' batches): {tokens:.0f} real tokens, {flops / 1e9:.3g} GFLOP of "
              f"training = 6 N + 12 L d T per token (N {n / 1e6:.3g} M non-embedding parameters, L {layers}, d {width}, "
@@ -161,7 +161,7 @@ def main(argv=None):
                 rates[name].append(statistics.median(run(command, os.path.join(tmp, f"{i}-{r}"))[0]))
     for name, got in rates.items():
         gflops = [x * flops / 1e9 for x in got]
-        lines.append(f"| {name} | {spread(got)} | {spread([x * tokens for x in got], '{:.0f}')} | "
+        lines.append(f"| {name} | {spread(got, '{:.2f}')} | {spread([x * tokens for x in got], '{:.0f}')} | "
                      f"{spread(gflops, '{:.3g}')} | {spread([100 * x / peak_bf16 for x in gflops])} |")
     lines.append("")
     for name in list(runs)[1:]:
