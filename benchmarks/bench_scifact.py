@@ -14,23 +14,24 @@ of a shared machine hits all of them alike; every one trains with max length 256
   ours                              train_mnr.py --train-data TABLE (PRECISION auto: bf16 where the CPU has it)
   sentence-transformers, bf16=True  benchmarks/st_train.py --train-data TABLE --bf16
   sentence-transformers             the trainer's default, fp32 (only with --library-fp32)
-Both sides train the same batches (st_train.py --our-batches: train_mnr.py's duplicate-free batches, same seed).
-A batch of abstracts cut at 256 tokens holds more or fewer tokens than another, so different batches would be
-different work, and over a few steps that difference is as large as what is measured.
+Both sides train the same batches (st_train.py --our-batches: train_mnr.py's duplicate-free batches, same seed):
+batches differ a little in tokens (most abstracts are cut at 256, the queries are not), so with the same ones
+both sides do the same work, step for step, and the tokens and FLOPs below are counted, not estimated.
 
 Figures, median (min-max) over the repetitions:
   steady pairs/s   the median over each run's steps after the first two (mnr/measure.py, as bench_train.py)
   tokens/s         the real tokens per pair of those steps' batches (anchor + positive + negative, each tokenized
                    at the max length, special tokens included, no padding) x steady pairs/s
-  model GFLOP/s    training FLOPs per token = 6 N + 12 L d T (forward and backward: 2 N multiply-adds' worth per
-                   token forward, twice that backward; attention's QK^T and AV over the whole text, both ways,
-                   unmasked as an encoder is) with N the parameters outside the embeddings and the pooler, L layers,
-                   d the hidden size and T the length of the token's own text; summed over the real tokens, so
-                   padding and masked-out work, which either side may compute, count for nothing
+  model GFLOP/s    training FLOPs per token = 6 N + 12 L d T: forward 2 N (one multiply-add per weight) plus
+                   attention's QK^T and AV, 4 d T per layer (each token attends over its whole text: an encoder
+                   has no causal mask), and backward twice the forward; N the parameters outside the embeddings
+                   and the pooler, L layers, d the hidden size, T the length of the token's own text. Summed over
+                   the real tokens, so padding and masked-out work, which either side may compute, count nothing
   share of peak    model GFLOP/s / the bf16 matmul peak, a 2048^3 product measured in this process before the
-                   runs, at the torch threads the runs use (fp32's is printed beside it)
+                   runs, at the torch threads the runs use (fp32's is printed beside it); on the GPU where they
+                   train on one
 and the ratio ours / the library per repetition (neighbouring runs). Prints a markdown block; --write puts it
-into benchmarks/RESULTS.md as the section below, every other section kept byte for byte.
+into benchmarks/RESULTS.md as its section (HEADING below), every other section kept byte for byte.
 """
 import argparse
 import os
@@ -68,13 +69,17 @@ def shown(text):
 
 def matmul_peak(dtype, size=2048, reps=5):
     """GFLOP/s of a (size x size) @ (size x size) product in `dtype`, the median of `reps` after a warm-up: what
-    this CPU's matrix units give torch at its current thread count."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    this CPU's matrix units give torch at its current thread count (a GPU's, where the runs train on one)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where train_mnr.py's DEVICE "auto" trains
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)  # a GPU product returns before it is done
+    a, b = torch.randn(size, size, device=device).to(dtype), torch.randn(size, size, device=device).to(dtype)
     a @ b  # the first product pays for the thread pool and the packed-weight buffers
     seconds = []
     for _ in range(reps):
+        sync()
         start = time.perf_counter()
         a @ b
+        sync()
         seconds.append(time.perf_counter() - start)
     return 2 * size ** 3 / statistics.median(seconds) / 1e9
 
