@@ -16,7 +16,7 @@ from mnr import hub
 from mnr.errors import ConfigError, DataError, exit_on_input_error
 from mnr.flags import add_block_flags, new_parser, parse_flags
 from mnr.models import MAX_LENGTH
-from mnr.table_file import columns_of
+from mnr.table_file import Table, columns_of
 from mnr.tables import NLI_COLUMNS, data_files, load_table
 
 # ---- hyperparameters: what `python data_prep.py` shows; edit here or pass the flag of the same name ---------
@@ -33,7 +33,7 @@ LOCAL_NLI = "--nli-data PATH (e.g. the sample shipped with the repository: --nli
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Loading: the hub (as in the tutorial) or local files. Both end in one `datasets.Dataset` with the columns
+# Loading: the hub (as in the tutorial) or local files. Both end in one Table (mnr/table_file.py) with the columns
 # premise, hypothesis, label (int), so everything after loading is the same code, and source: where each row
 # came from (snli or mnli from the hub, a local row's file name), for --batch-sampler by-source.
 
@@ -50,40 +50,35 @@ def load_hub_nli():
     mnli = mnli.remove_columns([c for c in mnli.column_names if c not in NLI_COLUMNS])
     # SNLI's label is a ClassLabel with the same names as MNLI's; casting makes the two concatenable.
     snli = snli.cast(mnli.features)
-    return datasets.concatenate_datasets([snli.add_column("source", ["snli"] * len(snli)),
+    both = datasets.concatenate_datasets([snli.add_column("source", ["snli"] * len(snli)),
                                           mnli.add_column("source", ["mnli"] * len(mnli))])
+    return Table(zip(both.column_names, columns_of(both, *both.column_names)))  # as local files give it
 
 
-def _label_to_int(path):
-    def convert(batch):
-        out = []
-        for value in batch["label"]:
-            key = str(value).strip().lower()
-            if key in LABELS:
-                out.append(LABELS[key])
-            elif key.lstrip("-").isdigit() and int(key) in (-1, 0, 1, 2):
-                out.append(int(key))
-            else:
-                raise DataError(f"{path}: bad label {value!r} (expected 0/1/2/-1 or "
-                                "entailment/neutral/contradiction)")
-        return {"label": out}
-    return convert
+def label_to_int(path, value):
+    """A label cell, as an integer or a name (entailment/neutral/contradiction, "-" for no gold label) -> 0/1/2/-1."""
+    key = str(value).strip().lower()
+    if key in LABELS:
+        return LABELS[key]
+    if key.lstrip("-").isdigit() and int(key) in (-1, 0, 1, 2):
+        return int(key)
+    raise DataError(f"{path}: bad label {value!r} (expected 0/1/2/-1 or entailment/neutral/contradiction)")
 
 
 def load_local_nli(path):
-    import datasets
-    from datasets import Features, Value
-    features = Features({"premise": Value("string"), "hypothesis": Value("string"), "label": Value("int64")})
-    parts = []
+    """Local NLI files -> Table(premise, hypothesis, label, source), read without `datasets` (mnr/table_file.py)."""
+    columns = {"premise": [], "hypothesis": [], "label": [], "source": []}
     for f in data_files(path):
-        ds = load_table(f, NLI_COLUMNS)
-        ds = ds.map(_label_to_int(f), batched=True, features=features)
-        parts.append(ds.add_column("source", [os.path.basename(f)] * len(ds)))
-    return datasets.concatenate_datasets(parts)
+        premises, hypotheses, labels = columns_of(load_table(f, NLI_COLUMNS), *NLI_COLUMNS)
+        columns["premise"] += premises
+        columns["hypothesis"] += hypotheses
+        columns["label"] += [label_to_int(f, y) for y in labels]
+        columns["source"] += [os.path.basename(f)] * len(labels)
+    return Table(columns)
 
 
 def load_nli(source="hub"):
-    """`hub` or a local path -> Dataset(premise, hypothesis, label, source) with every label in {-1, 0, 1, 2}."""
+    """`hub` or a local path -> Table(premise, hypothesis, label, source) with every label in {-1, 0, 1, 2}."""
     missing = [] if source == "hub" else [part for part in source.split(",") if not os.path.exists(part)]
     if missing:  # e.g. ../shared/data/nli in a fresh clone: name the sample that is there
         raise DataError(f"{missing[0]}: no such file or directory; give {LOCAL_NLI}")
@@ -97,11 +92,11 @@ def load_nli(source="hub"):
 # closest thing NLI has to a near-miss document, which is what makes a negative "hard".
 
 def make_rows(nli, hard_negatives=False, with_sources=False):
-    """Dataset(premise, hypothesis, label) -> list of (anchor, positive) or (anchor, positive, negative) tuples.
+    """Table(premise, hypothesis, label) -> list of (anchor, positive) or (anchor, positive, negative) tuples.
 
     Triplets: every (entailment, contradiction) combination for each premise, in the data's order; premises
     with no contradiction produce none. Identical premise strings count as the same premise.
-    `with_sources`: -> (rows, each row's source), the source of its entailment pair (the Dataset's source column)."""
+    `with_sources`: -> (rows, each row's source), the source of its entailment pair (the table's source column)."""
     premises, hypotheses, labels, sources = columns_of(nli, "premise", "hypothesis", "label", "source")
     sources = sources if with_sources else [None] * len(labels)
     if not hard_negatives:

@@ -68,7 +68,7 @@ def hub_source(source, flag="--train-data", local_alternative=LOCAL_TRAIN):
 
 def load_tables(source, local_alternative=LOCAL_TRAIN):
     """A local file, folder (its files with "train" in the name) or comma-separated list, or a hub dataset id
-    -> list of (where, Dataset with every column in source order). `local_alternative`: what to give instead
+    -> list of (where, a Table or, from the hub, a Dataset, with every column in source order). `local_alternative`: what to give instead
     of a hub id when the hub is unreachable."""
     found = hub_source(source, local_alternative.split()[0], local_alternative)  # each alternative opens with its flag
     if found is None:
@@ -94,7 +94,7 @@ def check_cells(where, names, rows):
 
 
 def table_rows(where, ds):
-    """A Dataset -> its rows as tuples of texts, every cell checked (check_cells)."""
+    """A Table or Dataset -> its rows as tuples of texts, every cell checked (check_cells)."""
     return check_cells(where, ds.column_names, list(zip(*columns_of(ds, *ds.column_names))))
 
 

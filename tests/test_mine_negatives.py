@@ -13,6 +13,7 @@ import data_prep
 import evaluate_sts
 from mnr import hub, tables
 from mnr.search import top_k
+from mnr.table_file import Table
 import mine_negatives as mine
 from conftest import ROOT, write_tsv
 
@@ -284,7 +285,8 @@ def test_a_crash_while_writing_leaves_no_file(tmp_path):
 
 
 def test_nli_label_shares():
-    nli = {"premise": ["q", "q", "q", "r", "r"], "hypothesis": ["a", "b", "c", "a", "d"], "label": [0, 1, 2, 2, -1]}
+    nli = Table({"premise": ["q", "q", "q", "r", "r"], "hypothesis": ["a", "b", "c", "a", "d"],
+                 "label": [0, 1, 2, 2, -1]})  # as data_prep.load_nli gives it
     queries, corpus = ["q", "r"], ["a", "b", "c", "d", "e"]
     picked = torch.tensor([[1, 2, 4], [0, 3, 4]])  # (q, b) neutral, (q, c) contradiction, (r, a) contradiction
     count, shares = mine.nli_label_shares(nli, queries, corpus, picked)
