@@ -35,7 +35,7 @@ def run(model, data, batch, extra, steps):
         command = ["train_mnr.py", "--model-name", model, "--nli-data", data, "--batch-size", str(batch),
                    "--max-steps", str(steps), *extra]
         start = time.perf_counter()
-        rates, _, peak, _ = run_training(command, out)
+        rates, _, peak = run_training(command, out)[:3]
         wall = time.perf_counter() - start
     return statistics.median(rates), min(rates), max(rates), peak, wall
 

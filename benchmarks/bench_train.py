@@ -12,7 +12,8 @@ Configurations, each a fresh process per repetition:
   sentence-transformers     benchmarks/st_train.py: SentenceTransformerTrainer, MNRL, NO_DUPLICATES, its defaults (fp32)
   sentence-transformers, bf16=True   the same with the trainer's bf16=True
 Figures: steady-state pairs/s (median over each run's steps after the first two), whole-process pairs/s
-(steps x batch / process wall time, start-up and saving included), peak RSS (CPU) or peak CUDA memory;
+(steps x batch / process wall time, start-up and saving included), the seconds outside the steps (the wall time
+less every logged step's time: imports, data, tokenizer and model loading, saving), peak RSS (CPU) or peak CUDA memory;
 median and min-max over the repetitions, which run interleaved; the ratio ours / library per repetition.
 Then a loss check: with dropout off and the same batches, the first steps' losses of ours and of the library. Writes benchmarks/RESULTS.md unless --smoke.
 """
@@ -28,7 +29,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mnr.files import repo_relative  # noqa: E402  paths as results show them
-from mnr.measure import run  # noqa: E402  one training command, in a fresh process, measured
+from mnr.measure import run, spread  # noqa: E402  one training command, in a fresh process, measured
 from mnr.models import packaged_minilm as default_model  # noqa: E402  MiniLM from its PyPI package
 from mnr.report import machine  # noqa: E402  the CPU and GPU the figures come from
 CONFIGS = [("ours", ["train_mnr.py"]), ("ours, fp32", ["train_mnr.py", "--precision", "fp32"]),
@@ -37,10 +38,6 @@ CONFIGS = [("ours", ["train_mnr.py"]), ("ours, fp32", ["train_mnr.py", "--precis
            ("sentence-transformers", ["benchmarks/st_train.py"]),
            ("sentence-transformers, bf16=True", ["benchmarks/st_train.py", "--bf16"])]
 LIBRARY = "sentence-transformers"  # the library as it comes: its trainer's defaults (fp32)
-
-
-def spread(values, fmt="{:.1f}"):
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def main():
@@ -59,8 +56,8 @@ def main():
     model = args.model_name or default_model()
     header = (f"{time.strftime('%Y-%m-%d')}; {machine()}, {torch.get_num_threads()} threads; "
               f"model {repo_relative(model, default_model())}; {args.steps} steps per run, {args.repeats} repetitions")
-    lines = [header, "", "| batch | configuration | steady pairs/s | whole-process pairs/s | peak memory (GiB) |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [header, "", "| batch | configuration | steady pairs/s | whole-process pairs/s | start-up + save (s) "
+             "| peak memory (GiB) |", "| --- | --- | --- | --- | --- | --- |"]
     print("\n".join(lines), flush=True)
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,9 +73,10 @@ def main():
                                "--max-steps", str(args.steps)]
                     results[name].append(run(command, os.path.join(tmp, f"{batch}-{i}-{r}")))
             for name, _ in wanted:
-                steady, whole, peak = ([statistics.median(x[0]) for x in results[name]], [x[1] for x in results[name]],
-                                       [x[2] for x in results[name]])
-                line = f"| {batch} | {name} | {spread(steady)} | {spread(whole)} | {spread(peak, '{:.2f}')} |"
+                steady, whole, peak, outside = ([statistics.median(x[0]) for x in results[name]],
+                                                *([x[k] for x in results[name]] for k in (1, 2, 4)))
+                line = (f"| {batch} | {name} | {spread(steady)} | {spread(whole)} | {spread(outside)} "
+                        f"| {spread(peak, '{:.2f}')} |")
                 lines.append(line)
                 print(line, flush=True)
             # The ratio of each repetition's pair of neighbouring runs, then their median and range.

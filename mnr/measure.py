@@ -13,7 +13,8 @@ from mnr.files import ROOT
 
 def run(command, out):
     """Run one training command (a script and its flags, without --output-dir) in a fresh process, writing to
-    `out` -> (steady-state pairs/s of each step after the first two, whole-process pairs/s, peak GiB, losses)."""
+    `out` -> (steady-state pairs/s of each step after the first two, whole-process pairs/s, peak GiB, losses,
+    seconds outside the steps: start-up (imports, data, tokenizer, model) and saving, the wall time less the steps')."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, *command, "--output-dir", out], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -26,7 +27,8 @@ def run(command, out):
     rates = [r["pairs_per_s"] for r in log[2:]] or [r["pairs_per_s"] for r in log]
     batch = int(command[command.index("--batch-size") + 1])
     peak = max((r.get("cuda_peak_gib", 0) for r in log), default=0) or usage.ru_maxrss / 1024 ** 2  # GPU, else RSS
-    return rates, len(log) * batch / wall, peak, [r["loss"] for r in log]
+    outside = wall - sum(batch / r["pairs_per_s"] for r in log)
+    return rates, len(log) * batch / wall, peak, [r["loss"] for r in log], outside
 
 
 def spread(values, fmt="{:.1f}"):

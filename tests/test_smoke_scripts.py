@@ -85,15 +85,17 @@ def test_compare_runs_reuses_a_model_only_from_the_same_command_and_code(tmp_pat
     assert len(calls) == 3
 
 
-def test_profile_step_reports_where_the_time_goes(tiny_model_dir, nli_dir):
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_profile_step_reports_where_the_time_goes(tiny_model_dir, nli_dir, attention):
     result = run_script("benchmarks/profile_step.py", "--model-name", tiny_model_dir, "--nli-data", nli_dir,
-                        "--batch-size", "8", "--max-steps", "2")
+                        "--batch-size", "8", "--max-steps", "2", "--attention", attention)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"attention {attention}," in result.stdout and "of which tokenising" in result.stdout
     real, packed, padded = map(float, re.search(r"(\d+) real, (\d+) packed slots, (\d+) when", result.stdout).groups())
     assert 0 < real <= packed and real <= padded  # packing and padding only ever add slots
     ms = [float(x) for x in re.findall(r"^\| [^|]+ \| (\d+\.\d) \| \d+% \|$", result.stdout, re.M)]
-    assert len(ms) == 6  # 4 kinds of work, the other operators, all operators
-    assert abs(sum(ms[:5]) - ms[5]) <= 0.3  # the parts add up to the whole (each rounded to 0.1 ms)
+    assert len(ms) == 7  # 5 kinds of work, the other operators, all operators
+    assert abs(sum(ms[:6]) - ms[6]) <= 0.3  # the parts add up to the whole (each rounded to 0.1 ms)
     assert ms[0] > 0  # the model's matrix multiplies took measurable time
 
 
