@@ -72,8 +72,8 @@ def pool(name, tokens, mask):
 
 def token_embeddings(model, columns, pack=False):
     """Per-column tokenizer dicts -> per column (token vectors (n, T, D), attention mask (n, T))."""
-    if pack:  # mnr/packing.py: one forward for every column's sentences, no padding computed
-        return packing.token_embeddings(model, columns)
+    if pack and packing.saves_work(columns):  # mnr/packing.py: one forward for every column's sentences, no
+        return packing.token_embeddings(model, columns)  # padding computed (when there is enough padding to save)
     device = next(model.parameters()).device  # the tutorial: one padded forward per column
     columns = [{k: v.to(device, non_blocking=True) for k, v in features.items()} for features in columns]
     return [(model(**features).last_hidden_state, features["attention_mask"]) for features in columns]

@@ -14,6 +14,7 @@ of a shared machine hits all of them alike; every one trains with max length 256
   ours                              train_mnr.py --train-data TABLE (PRECISION auto: bf16 where the CPU has it)
   sentence-transformers, bf16=True  benchmarks/st_train.py --train-data TABLE --bf16
   sentence-transformers             the trainer's default, fp32 (only with --library-fp32)
+  ours, --compile                   train_mnr.py --compile: torch.compile (only with --compile)
 Both sides train the same batches (st_train.py --our-batches: train_mnr.py's duplicate-free batches, same seed):
 batches differ a little in tokens (most abstracts are cut at 256, the queries are not), so with the same ones
 both sides do the same work, step for step, and the tokens and FLOPs below are counted, not estimated.
@@ -60,6 +61,7 @@ BATCH_SIZE = 32   # the recipe's
 SEED = 42         # given to both sides, so they draw the same batches
 RULE = "| --- | --- | --- | --- | --- |"  # the table's second line: the rows after it are printed when measured
 OURS, LIBRARY_BF16, LIBRARY = "ours", "sentence-transformers, bf16=True", "sentence-transformers (fp32)"
+COMPILED = "ours, --compile"
 
 
 def shown(text):
@@ -114,12 +116,13 @@ def work_per_pair(table, model, steps, batch_size=BATCH_SIZE, max_length=MAX_LEN
     return sum(lengths) / pairs, flops / pairs, n, layers, width
 
 
-def configs(table, model, steps, library_fp32):
+def configs(table, model, steps, library_fp32, compiled=False):
     flags = ["--model-name", model, "--train-data", table, "--max-length", str(MAX_LENGTH),
              "--batch-size", str(BATCH_SIZE), "--max-steps", str(steps), "--seed", str(SEED)]
     library = ["benchmarks/st_train.py", *flags, "--our-batches"]
     found = {OURS: ["train_mnr.py", *flags], LIBRARY_BF16: [*library, "--bf16"]}
-    return found | ({LIBRARY: [*library, "--no-bf16"]} if library_fp32 else {})
+    return (found | ({LIBRARY: [*library, "--no-bf16"]} if library_fp32 else {})
+            | ({COMPILED: ["train_mnr.py", *flags, "--compile"]} if compiled else {}))
 
 
 def main(argv=None):
@@ -131,6 +134,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=8, help="steps per run (default: 8)")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions (default: 2)")
     parser.add_argument("--library-fp32", action="store_true", help="also the library's default trainer (fp32)")
+    parser.add_argument("--compile", action="store_true", help="also ours with --compile (torch.compile; its "
+                        "compilation falls in the first two steps, which the steady figure leaves out)")
     parser.add_argument("--write", action="store_true", help="put the block into benchmarks/RESULTS.md")
     parser.add_argument("--smoke", action="store_true",
                         help="3 steps, 1 repetition, a small peak product; never writes RESULTS.md")
@@ -146,7 +151,7 @@ def main(argv=None):
     # 2. The peak, in this process and just before the runs, so it sees the machine as they do.
     size = 512 if args.smoke else 2048
     peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16, size), matmul_peak(torch.float32, size)
-    runs = configs(repo_relative(args.table), model, args.steps, args.library_fp32)
+    runs = configs(repo_relative(args.table), model, args.steps, args.library_fp32, args.compile)
     lines = [f"{time.strftime('%Y-%m-%d')}; {machine()}, {torch.get_num_threads()} threads",
              f"Command: `python benchmarks/bench_scifact.py {shown(' '.join(argv or sys.argv[1:]))}`; "
              f"table {shown(args.table)}; model {shown(model)}; max length {MAX_LENGTH}, batch {BATCH_SIZE}, "

@@ -92,7 +92,7 @@ def main(argv=None):
     print(f"batch {args.batch_size}, max length {args.max_length}, {args.precision}, attention {attention}, {steps} steps, "
           f"{torch.get_num_threads()} threads: {wall * 1e3:.0f} ms per step under the profiler, of which tokenising "
           f"{sum(tokenising[2:]) / steps * 1e3:.1f} ms; tokens per step: {real:.0f} real, {packed:.0f} packed slots, "
-          f"{padded:.0f} when each column is padded (this run computes the {'packed' if pack else 'padded'} ones)")
+          f"{padded:.0f} when each column is padded (this run computes the {'packed' if pack and packing.saves_work(columns[0]) else 'padded'} ones)")
     ops = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in ops) / steps / 1e3
     print("\n| kind of work | ms per step | share |\n| --- | --- | --- |")

@@ -8,7 +8,7 @@ import data_prep
 from mnr import packing
 import train_mnr
 from mnr.models import load_model
-from pooling import POOLINGS, embed, pool
+from pooling import POOLINGS, embed, embed_columns, pool
 from test_gradcache import backward
 
 
@@ -80,3 +80,25 @@ def test_only_architectures_tested_packed_are_packed(tiny_model_dir):
     model.config.model_type = "bert"
     model.config._attn_implementation = "flash_attention_2"  # takes no 4-D mask
     assert not packing.can_pack(model)
+
+
+def test_a_batch_is_packed_only_when_padding_is_worth_removing(triplets, tiny_model_dir, monkeypatch):
+    """Short uneven NLI sentences are packed; sentences of one length (long abstracts cut at the same limit) take
+    the padded forward, which costs less when there is no padding to remove. Same embeddings either way."""
+    model, tokenizer = load_model(tiny_model_dir, dropout=0.0)
+    model.eval()
+    packed_calls = []
+    real = packing.token_embeddings
+    monkeypatch.setattr(packing, "token_embeddings", lambda *a, **k: packed_calls.append(1) or real(*a, **k))
+    uneven = data_prep.collate(triplets[:8], tokenizer, 128)
+    assert packing.saves_work(uneven)
+    with torch.no_grad():
+        embed_columns(model, uneven, "mean", pack=True)
+    assert packed_calls == [1]
+    same_length = data_prep.collate([(f"word {i} " * 40, f"other {i} " * 40) for i in range(8)], tokenizer, 32)
+    assert not packing.saves_work(same_length)  # every row cut at 32 tokens: no padding at all
+    with torch.no_grad():
+        got = embed_columns(model, same_length, "mean", pack=True)
+        want = embed_columns(model, same_length, "mean", pack=False)
+    assert packed_calls == [1]  # not packed
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
