@@ -72,8 +72,11 @@ def pool(name, tokens, mask):
 
 def token_embeddings(model, columns, pack=False):
     """Per-column tokenizer dicts -> per column (token vectors (n, T, D), attention mask (n, T))."""
-    if pack and packing.saves_work(columns):  # mnr/packing.py: one forward for every column's sentences, no
-        return packing.token_embeddings(model, columns)  # padding computed (when there is enough padding to save)
+    # mnr/packing.py: one forward for every column's sentences, no padding computed, when there is enough padding
+    # to save. Under torchrun every process packs: DDP needs the same forwards in every process (one packed
+    # forward here, one per column there would leave the processes waiting on each other's gradients).
+    if pack and (torch.distributed.is_initialized() or packing.saves_work(columns)):
+        return packing.token_embeddings(model, columns)
     device = next(model.parameters()).device  # the tutorial: one padded forward per column
     columns = [{k: v.to(device, non_blocking=True) for k, v in features.items()} for features in columns]
     return [(model(**features).last_hidden_state, features["attention_mask"]) for features in columns]
