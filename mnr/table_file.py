@@ -50,9 +50,7 @@ def read_delimited(path, fmt):
         header = next(reader, [])
         if len(set(header)) < len(header):
             raise DataError(f"{path}: the header names a column twice ({', '.join(header)})")
-        body = [row for row in reader if row and any(row)]
-    if not body:
-        raise DataError(f"{path}: the file has a header but no rows")
+        body = [row for row in reader if row and any(row)]  # no rows at all: load_table says so
     width = len(header)
     for i, row in enumerate(body):
         if len(row) > width:

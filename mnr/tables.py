@@ -68,8 +68,8 @@ def hub_source(source, flag="--train-data", local_alternative=LOCAL_TRAIN):
 
 def load_tables(source, local_alternative=LOCAL_TRAIN):
     """A local file, folder (its files with "train" in the name) or comma-separated list, or a hub dataset id
-    -> list of (where, a Table or, from the hub, a Dataset, with every column in source order). `local_alternative`: what to give instead
-    of a hub id when the hub is unreachable."""
+    -> list of (where, a Table or, from the hub, a Dataset, with every column in source order).
+    `local_alternative`: what to give instead of a hub id when the hub is unreachable."""
     found = hub_source(source, local_alternative.split()[0], local_alternative)  # each alternative opens with its flag
     if found is None:
         return [(f, load_table(f)) for f in data_files(source)]
