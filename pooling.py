@@ -70,22 +70,23 @@ def pool(name, tokens, mask):
     return POOLINGS[name][0](tokens, mask)
 
 
-def token_embeddings(model, columns, pack=False):
-    """Per-column tokenizer dicts -> per column (token vectors (n, T, D), attention mask (n, T))."""
+def token_embeddings(model, columns, pack=False, every_rank=False):
+    """Per-column tokenizer dicts -> per column (token vectors (n, T, D), attention mask (n, T)). `every_rank`:
+    called by every process of a torchrun run at once (the training step), so the packing choice is theirs together."""
     # mnr/packing.py: one forward for every column's sentences, no padding computed, when there is enough padding
-    # to save. Under torchrun every process packs: DDP needs the same forwards in every process (one packed
-    # forward here, one per column there would leave the processes waiting on each other's gradients).
-    if pack and (torch.distributed.is_initialized() or packing.saves_work(columns)):
+    # to save. DDP needs the same forwards in every process (one packed forward here, one per column there would
+    # leave the processes waiting on each other's gradients), so the training step decides on all their batches.
+    if pack and packing.saves_work(columns, every_rank=every_rank):
         return packing.token_embeddings(model, columns)
     device = next(model.parameters()).device  # the tutorial: one padded forward per column
     columns = [{k: v.to(device, non_blocking=True) for k, v in features.items()} for features in columns]
     return [(model(**features).last_hidden_state, features["attention_mask"]) for features in columns]
 
 
-def embed_columns(model, columns, pooling="mean", pack=False):
+def embed_columns(model, columns, pooling="mean", pack=False, every_rank=False):
     """The siamese network: the same model embeds every column -> per column (n, D) sentence embeddings.
     `features` may hold token_type_ids or not; the model gets whatever the tokenizer produced."""
-    return [pool(pooling, tokens, mask) for tokens, mask in token_embeddings(model, columns, pack)]
+    return [pool(pooling, tokens, mask) for tokens, mask in token_embeddings(model, columns, pack, every_rank)]
 
 
 def embed(model, features, pooling="mean", pack=False):

@@ -290,7 +290,8 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
         args, loss_fn, command, defaults)
     raw_model = book.checkpointed[0]  # the model itself, not DDP's or torch.compile's wrapper: what is saved
     pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(raw_model)
-    embed = functools.partial(embed_columns, pooling=args.pooling, pack=pack)  # one model embeds every column
+    # One model embeds every column; every torchrun process embeds at once, so they choose packing together.
+    embed = functools.partial(embed_columns, pooling=args.pooling, pack=pack, every_rank=True)
     share = distributed.local_share(args.batch_size)  # under torchrun, this process's rows of each global batch
     trained = [*model.parameters(), *(loss_fn.parameters() if isinstance(loss_fn, torch.nn.Module) else [])]
     model.train()

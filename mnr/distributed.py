@@ -135,6 +135,16 @@ def mean_across_ranks(value):
     return value / world_size()
 
 
+def sum_across_ranks(numbers):
+    """A few numbers -> their sums over ranks, the same on every rank (a tiny all-reduce; one process: as given)."""
+    if world_size() == 1:
+        return list(numbers)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    summed = torch.tensor(numbers, dtype=torch.float64, device=device)  # NCCL reduces GPU tensors only
+    dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+    return summed.tolist()
+
+
 def gather_objects(obj):
     """A picklable object from every rank -> the list of them, on every rank (used for RNG states)."""
     if world_size() == 1:

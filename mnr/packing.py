@@ -20,6 +20,7 @@ The architectures listed in PACKABLE are packed (`can_pack`), each tested agains
 """
 import torch
 
+from mnr import distributed
 
 WIDTH = 64  # tokens per packed row (or the longest sentence, if longer). Not wider: attention scores every pair
 # of slots in a row, and those between tokens of different sentences are computed only to be masked away.
@@ -51,11 +52,14 @@ def can_pack(model):
     return False
 
 
-def saves_work(columns, min_padding=MIN_PADDING):
+def saves_work(columns, min_padding=MIN_PADDING, every_rank=False):
     """Whether packing these per-column tokenizer dicts is worth it: padded per column, would padding fill at
-    least `min_padding` of the slots? Either way the embeddings are the same (tests/test_packing.py)."""
+    least `min_padding` of the slots? Either way the embeddings are the same (tests/test_packing.py).
+    `every_rank`: every torchrun process asks at once, and all get one answer, from all their slots together."""
     padded = sum(c["attention_mask"].numel() for c in columns)
     real = sum(int(c["attention_mask"].sum()) for c in columns)
+    if every_rank:
+        padded, real = distributed.sum_across_ranks([padded, real])
     return padded - real >= min_padding * padded
 
 

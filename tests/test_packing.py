@@ -1,5 +1,6 @@
 """Sequence packing gives the padded path's embeddings, losses and gradients (packing.py)."""
 import copy
+import json
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from mnr import packing
 import train_mnr
 from mnr.models import load_model
 from pooling import POOLINGS, embed, embed_columns, pool
+from conftest import ROOT, run_script
 from test_gradcache import backward
 
 
@@ -102,3 +104,33 @@ def test_a_batch_is_packed_only_when_padding_is_worth_removing(triplets, tiny_mo
         want = embed_columns(model, same_length, "mean", pack=False)
     assert packed_calls == [1]  # not packed
     assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+AGREE = """
+import json, sys
+import torch
+import torch.distributed as dist
+sys.path.insert(0, {root!r})
+from mnr import packing
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+mask = torch.ones(8, 32, dtype=torch.long)  # rank 0: every row full, nothing to pack away
+if rank == 1:
+    mask[:, 4:] = 0                         # rank 1: seven eighths padding
+columns = [{{"attention_mask": mask}}]
+print(json.dumps([rank, packing.saves_work(columns), packing.saves_work(columns, every_rank=True)]))
+dist.destroy_process_group()
+"""
+
+
+def test_every_torchrun_process_takes_the_same_packing_choice(tmp_path):
+    """DDP needs the same forwards in every process: one process packing (one forward) while another pads (one
+    per column) hangs the run. The training step's choice is taken on all processes' batches together: here
+    each process alone would choose differently, together they choose alike (7/16 of the slots are padding)."""
+    script = tmp_path / "agree.py"
+    script.write_text(AGREE.format(root=ROOT))
+    result = run_script("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+                        OMP_NUM_THREADS="1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = sorted(json.loads(line) for line in result.stdout.splitlines() if line.startswith("["))
+    assert answers == [[0, False, True], [1, True, True]]
