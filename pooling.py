@@ -28,8 +28,10 @@ def mean_pool(tokens, mask):
 
 
 def cls_pool(tokens, mask):
-    """The first token's vector ([CLS]); padding sits at the end, so the mask is not needed."""
-    return tokens[:, 0]  # (B, D)
+    """The first real token's vector ([CLS]). With padding at the end, as BERT's tokenizers pad, that is token 0;
+    a tokenizer that pads on the left (decoder-style, e.g. Qwen's) puts it after the padding, so the mask finds it."""
+    first = mask.to(torch.long).argmax(dim=1)  # (B,): the first 1 of each mask row
+    return tokens[torch.arange(len(first), device=first.device), first.to(tokens.device)]  # (B, D)
 
 
 def max_pool(tokens, mask):

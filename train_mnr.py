@@ -38,7 +38,7 @@ from mnr.flags import add_block_flags, config_of, new_parser, parse_flags
 from mnr.models import MAX_LENGTH as DEFAULT_MAX_LENGTH, check_model_name, hub_alternative, load_encoder, load_model
 from mnr.precision import PRECISIONS, autocast, resolve
 from mnr.rng import set_rng_state
-from mnr.steps import Bookkeeping, after_step, checked_grad_norm, checked_loss, dev_scores
+from mnr.steps import Bookkeeping, Checkpointed, after_step, checked_grad_norm, checked_loss, dev_scores
 from mnr.tables import LOCAL_TRAIN, hub_source, load_train_data
 from pooling import POOLINGS, embed_columns, encode
 
@@ -255,7 +255,7 @@ def setup(args, loss_fn=mnr_loss, command=None, defaults=None):
     trained_model = torch.compile(model, dynamic=True) if args.compile else model  # dynamic: every step's shapes differ
     say = print if rank == 0 else (lambda *a, **k: None)  # only rank 0 prints, logs, evaluates and saves
     book = Bookkeeping(total_steps, device, world, rank == 0, claim, checkpoint.rows_digest(rows),
-                       (model, tokenizer, optimizer, scheduler, loss))
+                       Checkpointed(model, tokenizer, optimizer, scheduler, loss))
     start_step, rng = 0, None
     if args.resume:  # the weights, optimiser, schedule, the loss's own state, the step and the RNG streams
         start_step, rng, path = checkpoint.resume(args.resume, args.output_dir, model, optimizer, scheduler,
@@ -288,7 +288,7 @@ def train(args, loss_fn=mnr_loss, command=None, defaults=None):
     flags as typed, the hyperparameters' defaults) only go into the saved folders' model card."""
     rows, batches, model, tokenizer, loss_fn, optimizer, scheduler, device, steps, book = setup(
         args, loss_fn, command, defaults)
-    raw_model = book.checkpointed[0]  # the model itself, not DDP's or torch.compile's wrapper: what is saved
+    raw_model = book.checkpointed.model  # the model itself, not DDP's or torch.compile's wrapper: what is saved
     pack = args.pack_sequences and not args.pad_to_max_length and packing.can_pack(raw_model)
     # One model embeds every column; every torchrun process embeds at once, so they choose packing together.
     embed = functools.partial(embed_columns, pooling=args.pooling, pack=pack, every_rank=True)

@@ -9,12 +9,22 @@ A NaN stops the run at the step it appears in, naming what went non-finite, beca
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from mnr import checkpoint, distributed, model_card, retrieval, sts, train_log
 from mnr.flags import config_of
 from mnr.rng import rng_state
+
+
+class Checkpointed(NamedTuple):
+    """What a checkpoint holds, and the save writes: the model itself (not DDP's or torch.compile's wrapper)."""
+    model: torch.nn.Module
+    tokenizer: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loss: object            # the loss function: a module with its own state (a learned temperature) or a function
 
 
 @dataclass
@@ -27,7 +37,7 @@ class Bookkeeping:
     master: bool            # rank 0, the one process that prints, logs, scores the dev data and saves
     claim: object           # outdir.claim: OUTPUT_DIR locked for this run (None on the other ranks)
     rows_digest: str        # checkpoint.rows_digest: each checkpoint records the rows it was trained on
-    checkpointed: tuple     # (model, tokenizer, optimizer, scheduler, loss): what a checkpoint holds
+    checkpointed: Checkpointed  # what a checkpoint holds
     log: object = None      # train_log.open_log: the open train_log.in-progress.jsonl (rank 0)
     facts: dict | None = None  # model_card.run_facts: what the model card tells beyond the config (rank 0)
     sts: tuple | None = None   # --sts-data: STSb dev pairs, scored along training (rank 0)
@@ -92,7 +102,7 @@ def after_step(args, book, step, progress, loss_value, lr, grad_norm, seconds):
 def dev_scores(args, book, step, write):
     """The model now on the dev data asked for (STSb dev Spearman, a BEIR folder's dev nDCG@10), in fp32 as the
     evaluators score: printed, logged and kept for the model card."""
-    model, tokenizer = book.checkpointed[:2]
+    model, tokenizer = book.checkpointed.model, book.checkpointed.tokenizer
     encoder = (model, tokenizer, args.pooling, args.max_length)
     scored = (("sts_dev", "STSb dev spearman", "sts_dev_spearman", book.sts,
                lambda: sts.evaluate(encoder, *book.sts)["spearman"]),

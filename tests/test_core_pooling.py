@@ -158,3 +158,26 @@ def test_embed_matches_sentence_transformers_minilm(minilm_path):
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
     # Padding a sentence inside a batch gives the embedding it has on its own.
     assert torch.allclose(got, torch.nn.functional.normalize(alone, dim=1), atol=1e-5)
+
+
+def left_padded(tokens, mask):
+    """The same rows with their padding moved to the front, as a decoder's tokenizer (padding_side="left") pads."""
+    shifts = [int(n) for n in mask.shape[1] - mask.sum(dim=1)]
+    return (torch.stack([row.roll(s, dims=0) for row, s in zip(tokens, shifts)]),
+            torch.stack([row.roll(s, dims=0) for row, s in zip(mask, shifts)]))
+
+
+@pytest.mark.parametrize("name", list(pooling.POOLINGS))
+def test_left_padding_pools_the_same_real_tokens(name):
+    """Every pooling reads the real tokens wherever the padding sits: [CLS] is the first real token, not token 0."""
+    tokens, mask = batch(seed=5)
+    moved, moved_mask = left_padded(tokens, mask)
+    assert not torch.equal(moved[:, 0], tokens[:, 0])  # the rows really moved: token 0 is padding in two of them
+    assert torch.equal(pooling.pool(name, moved, moved_mask), pooling.pool(name, tokens, mask))
+
+
+@pytest.mark.parametrize("name", EXPRESSIBLE)
+def test_left_padding_equals_sentence_transformers_pooling(st_pooling, name):
+    tokens, mask = left_padded(*batch(seed=6, T=7, D=16))
+    got, want = pooling.pool(name, tokens, mask), st_pooling(st_mode(name), tokens, mask)
+    assert torch.allclose(got, want, atol=1e-6), (got - want).abs().max()
