@@ -69,7 +69,8 @@ def test_local_inputs_are_no_hub_metadata(tmp_path, tiny_model_dir):
 def test_a_card_from_the_config_alone(tmp_path):
     meta, body = card(tmp_path, {"MODEL_NAME": "bert-base-uncased", "MAX_LENGTH": 128, "POOLING": "cls"}, None)
     assert meta["library_name"] == "sentence-transformers"
-    assert "`POOLING`" in body and "'cls'" in body and "tokens[:, 0]" in body
+    assert "`POOLING`" in body and "'cls'" in body
+    assert "def cls_pool(" in body and "mask.to(torch.long).argmax(dim=1)" in body  # the function itself, not mean
 
 
 def test_body_holds_the_command_changes_data_and_scores(tmp_path):
