@@ -76,7 +76,8 @@ def repo_relative(text, model=None):
     MiniLM's folder, which differs from machine to machine) as $MINILM."""
     if model:
         text = text.replace(model, "$MINILM")
-    return text.replace(ROOT + os.sep, "")
+    # A folder beside the repository (../shared/data, made absolute by a script) reads as the user typed it.
+    return text.replace(ROOT + os.sep, "").replace(os.path.dirname(ROOT) + os.sep, ".." + os.sep)
 
 
 def without_docstrings(tree):

@@ -5,6 +5,7 @@ The tiny model has MiniLM's tokenizer (bert-base-uncased vocabulary) on a 2-laye
 it trains and saves like the real thing in well under a second per step."""
 import gzip
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,3 +184,25 @@ def one_line_error(call, *expected, error=SystemExit):
     for part in expected:
         assert part in message, message
     return message
+
+
+@pytest.fixture(scope="session")
+def words_model_dir(tmp_path_factory, tiny_model_dir):
+    """A random BERT with no layer and no position vectors: a mean of random word vectors, a bag of words. A
+    premise and its entailed hypothesis share words, so they score above most other pairs and the recipe's
+    relative margin leaves negatives to mine, as a real model's would (the tiny BERT's cosines all sit near
+    0.95, and its margin leaves none)."""
+    import torch
+    from transformers import BertConfig, BertModel
+    torch.manual_seed(0)
+    config = BertConfig.from_pretrained(tiny_model_dir, num_hidden_layers=0, hidden_size=64, initializer_range=1.0)
+    model = BertModel(config, add_pooling_layer=False)
+    with torch.no_grad():
+        model.embeddings.position_embeddings.weight.zero_()
+        model.embeddings.token_type_embeddings.weight.zero_()
+    path = tmp_path_factory.mktemp("words-bert")
+    model.save_pretrained(path)
+    for name in os.listdir(tiny_model_dir):
+        if "token" in name or name == "vocab.txt":
+            shutil.copy(os.path.join(tiny_model_dir, name), path)
+    return str(path)

@@ -8,7 +8,6 @@ import os
 import shutil
 
 import pytest
-import torch
 
 import compare_runs
 from conftest import SAMPLE_DIR
@@ -113,27 +112,6 @@ def test_beir_flags_need_the_beir_preset(flags):
     with pytest.raises(SystemExit) as refused:
         compare_runs.main(["--preset", "smoke", *flags])
     assert str(refused.value.code).startswith(f"error: {flags[0]} is a --preset beir flag")
-
-
-@pytest.fixture(scope="module")
-def words_model_dir(tmp_path_factory, tiny_model_dir):
-    """A random BERT with no layer and no position vectors: a mean of random word vectors, a bag of words. A
-    premise and its entailed hypothesis share words, so they score above most other pairs and the recipe's
-    relative margin leaves negatives to mine, as a real model's would (the tiny BERT's cosines all sit near
-    0.95, and its margin leaves none)."""
-    from transformers import BertConfig, BertModel
-    torch.manual_seed(0)
-    config = BertConfig.from_pretrained(tiny_model_dir, num_hidden_layers=0, hidden_size=64, initializer_range=1.0)
-    model = BertModel(config, add_pooling_layer=False)
-    with torch.no_grad():
-        model.embeddings.position_embeddings.weight.zero_()
-        model.embeddings.token_type_embeddings.weight.zero_()
-    path = tmp_path_factory.mktemp("words-bert")
-    model.save_pretrained(path)
-    for name in os.listdir(tiny_model_dir):
-        if "token" in name or name == "vocab.txt":
-            shutil.copy(os.path.join(tiny_model_dir, name), path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
