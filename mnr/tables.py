@@ -127,10 +127,13 @@ def column_order(where, names):
 
 def ordered_columns(where, ds, order):
     """The columns in (anchor, positive, negatives...) order -> (their names, their cells, how many texts each of
-    `order` gave). A list-valued positive or negative column (FlagEmbedding's {"query", "pos": [...], "neg": [...]})
-    gives one column per item: one positive per row, and every row the same number of negatives."""
+    `order` gave, as a count or a phrase). A list-valued positive or negative column (FlagEmbedding's {"query",
+    "pos": [...], "neg": [...]}, as bge fine-tuning reads it) gives one column per item: a row per positive (the
+    query and its negatives repeated: duplicate-free batches keep the copies apart), and each row's first k
+    negatives, k the fewest any row has (a batch needs the same number of negatives in every row)."""
     names, labels, columns, counts = ds.column_names, [], [], []
     every = columns_of(ds, *names)
+    expand = None  # row i of the file -> how many rows it becomes (one per positive), where positives are lists
     for role, j in order:
         cells, what = every[j], f"{where}: column {j + 1} ({names[j]!r}, the {role})"
         lengths = [len(c) if isinstance(c, list) else None for c in cells]
@@ -140,15 +143,24 @@ def ordered_columns(where, ds, order):
         texts = [("a single text" if n is None else f"{n} texts") for n in lengths]
         if role == "anchor":
             raise DataError(f"{what} holds lists of texts ({texts[0]} in row 1); give one text per row")
-        if role == "positive" and (i := next((i for i, n in enumerate(lengths) if n != 1), None)) is not None:
-            raise DataError(f"{what} holds {texts[i]} in row {i + 1}; training takes one positive per row: "
-                            "write a row per positive")
-        if (i := next((i for i, n in enumerate(lengths) if n != lengths[0] or not n), None)) is not None:
-            raise DataError(f"{what} holds {texts[0]} in row 1 but {texts[i]} in row {i + 1}; every row needs "
-                            "the same number of negatives, at least one")
-        labels += [names[j]] if role == "positive" else [f"{names[j]}[{k}]" for k in range(lengths[0])]
-        columns += [[c[k] for c in cells] for k in range(lengths[0])]
-        counts.append(lengths[0])
+        if (i := next((i for i, n in enumerate(lengths) if not n), None)) is not None:
+            raise DataError(f"{what} holds {texts[i]} in row {i + 1}; every row needs at least one "
+                            f"{'positive' if role == 'positive' else 'negative (or no negative column at all)'}")
+        if role == "positive":
+            expand = lengths
+            labels, columns, counts = labels + [names[j]], columns + [cells], counts + [1]
+            continue
+        k = min(lengths)
+        labels += [f"{names[j]}[{m}]" for m in range(k)]
+        columns += [[c[m] for c in cells] for m in range(k)]
+        counts.append(k if k == max(lengths) else f"the first {k} of {k}-{max(lengths)} texts a row: the fewest "
+                                                  "any row has")
+    if expand is not None:  # a row per positive: the positive column's lists unrolled, every other column repeated
+        p = [role for role, _ in order].index("positive")
+        columns = [[text for cell in column for text in cell] if c == p else
+                   [cell for cell, n in zip(column, expand) for _ in range(n)] for c, column in enumerate(columns)]
+        if max(expand) > 1:
+            counts[p] = f"{sum(expand):,} positives in {len(expand):,} rows: a row per positive"
     return labels, columns, counts
 
 
@@ -158,7 +170,8 @@ def describe_columns(where, names, order, counts):
     parts = []
     for (role, j), by_name, count in zip(order, named, counts):
         name = names[j] if len(names[j]) <= 40 else names[j][:37] + "..."  # a header that is really a row
-        parts.append(f"{role}={name!r} (column {j + 1}{f', {count} texts' if count > 1 else ''}"
+        told = f", {count}" if isinstance(count, str) else f", {count} texts" if count > 1 else ""
+        parts.append(f"{role}={name!r} (column {j + 1}{told}"
                      f"{', by name' if by_name and not all(named) else ''})")
     how = ("by name" if all(named) else "the named ones by name, the others by position" if any(named) else
            f"by position: no column has a known name ({KNOWN_NAMES})")

@@ -80,14 +80,27 @@ def test_flagembedding_lists_give_one_column_per_negative(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change,expected", [
-    (lambda r: r.update(pos=[r["pos"][0], "another"]), "holds 2 texts in row 3; training takes one positive"),
-    (lambda r: r.update(neg=["only one"]), "holds 2 texts in row 1 but 1 texts in row 3; every row needs the same"),
-    (lambda r: r.update(neg=[]), "but 0 texts in row 3"),
+    (lambda r: r.update(neg=[]), "column 3 ('neg', the negative) holds 0 texts in row 3; every row needs at least one"),
+    (lambda r: r.update(pos=[]), "column 2 ('pos', the positive) holds 0 texts in row 3; every row needs at least one"),
     (lambda r: r.update(query=[r["query"]]), "'query', the anchor) holds lists of texts")])
-def test_uneven_flagembedding_lists_are_one_line(tmp_path, change, expected):
+def test_flagembedding_rows_without_a_text_are_one_line(tmp_path, change, expected):
     records = [{"query": q, "pos": [p], "neg": [f"x {i}", f"y {i}"]} for i, (q, p) in enumerate(PAIRS)]
     change(records[2])
     refused(write_jsonl(tmp_path / "fe.jsonl", records), "fe.jsonl", expected)
+
+
+def test_flagembedding_uneven_lists_give_a_row_per_positive_and_the_fewest_negatives(tmp_path, capsys):
+    """As bge fine-tuning data comes: some queries with two positives, 2 to 4 negatives a query. Every positive
+    becomes a row with its query and the query's first k negatives, k = 2 the fewest, and the line says so."""
+    records = [{"query": q, "pos": [p] + ([f"also {i}"] if i % 3 == 0 else []),
+                "neg": [f"n{m} {i}" for m in range(2 + i % 3)]} for i, (q, p) in enumerate(PAIRS)]
+    rows = tables.load_train_data(write_jsonl(tmp_path / "fe.jsonl", records))
+    expected = [(q, pos, f"n0 {i}", f"n1 {i}") for i, (q, p) in enumerate(PAIRS)
+                for pos in [p] + ([f"also {i}"] if i % 3 == 0 else [])]
+    assert rows == expected  # independently built: a row per positive, in file order, first 2 negatives each
+    line = capsys.readouterr().out
+    assert f"positive='pos' (column 2, {len(expected):,} positives in {len(PAIRS):,} rows: a row per positive)" in line
+    assert "negative='neg' (column 3, the first 2 of 2-4 texts a row: the fewest any row has)" in line
 
 
 # ---- a header that is a row -----------------------------------------------------------------------------------
