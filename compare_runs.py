@@ -35,7 +35,7 @@ import time
 import torch
 
 import data_prep
-from mnr import outdir, recipe, report, retrieval, samplers, sts
+from mnr import outdir, prompts, recipe, report, retrieval, samplers, sts
 from mnr.errors import ConfigError, exit_on_input_error
 from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
 from mnr.precision import resolve
@@ -134,7 +134,7 @@ PRESETS = {
     "beir": {},
 }
 SAMPLE_STS = os.path.join("tests", "data", "stsb")  # STSb's shipped sample, where the full files are not here
-SCORING_SCRIPTS = ["mnr/sts.py", "mnr/retrieval.py"]  # what score() computes with, imports included
+SCORING_SCRIPTS = ["mnr/sts.py", "mnr/retrieval.py", "mnr/prompts.py"]  # what score() computes with, imports included
 
 
 def run_once(command, out, log_path, product="model.safetensors"):
@@ -245,7 +245,10 @@ def score(path, preset, dev, test, task):
     for d in preset.get("dims", []):
         row[f"sts_test@{d}"] = sts.evaluate(encoder, *test, truncate_dim=d, precision=precision)["spearman"]
     if task:  # per query too: the paired bootstrap against the preset's baseline run needs them
-        row.update(retrieval.evaluate(encoder, task, precision=precision, per_query=True))
+        # With the model's own prompts, as evaluate_retrieval.py scores it: an e5-like start model, or a run
+        # trained with --query-prompt, scored without its prompts would say little of the model.
+        prompted = prompts.prompted_task(task, *prompts.saved_prompts(path))
+        row.update(retrieval.evaluate(encoder, prompted, precision=precision, per_query=True))
     if key is not None:
         write_json_atomic(cache, {"key": key, "scores": row})
     return row

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+import compare_runs
 import evaluate_retrieval
 import mine_negatives
 import train_mnr
@@ -143,6 +144,23 @@ def test_evaluate_retrieval_scores_with_the_folders_prompts_and_says_when_overri
     assert plain.returncode == 0, plain.stderr
     [line] = [line for line in plain.stdout.splitlines() if line.startswith(f"| {prompted_model}")]
     assert "(trained with prompts, scored without them)" in line, plain.stdout
+
+
+def test_compare_runs_scores_a_model_with_its_own_prompts(prompted_model, snli_test_file, sts_dir):
+    """compare_runs' table scores retrieval as evaluate_retrieval.py does: with the folder's prompts."""
+    from mnr import retrieval, sts
+    full = retrieval.load_nli_retrieval(snli_test_file)  # 3,089 queries: the first ones, over a corpus of 300, do
+    keep = [i for i, docs in enumerate(full["relevant"]) if max(docs) < 300]
+    task = {"queries": [full["queries"][i] for i in keep], "corpus": full["corpus"][:300],
+            "relevant": [full["relevant"][i] for i in keep]}
+    pairs, gold = sts.load_sts(sts_dir, "dev")
+    dev = test = (pairs[:50], gold[:50])  # STS is scored too; a few pairs do
+    row = compare_runs.score(prompted_model, {"sts": sts_dir}, dev, test, task)
+    encoder = load_encoder(prompted_model)
+    prompted = retrieval.evaluate(encoder, prompts.prompted_task(task, "query: ", "passage: "))
+    plain = retrieval.evaluate(encoder, task)
+    assert prompted != plain  # the prompts change the ranking's scores, so the check below can tell them apart
+    assert {k: row[k] for k in prompted} == prompted
 
 
 def test_mining_embeds_with_the_prompts_and_writes_the_raw_texts(prompted_model, tmp_path, monkeypatch):
