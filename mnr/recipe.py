@@ -13,11 +13,11 @@ import time
 
 import torch
 
-from mnr import beir, sts
+from mnr import beir, prompts, sts
 from mnr.errors import ConfigError, DataError
 from mnr.files import ROOT, read_json, write_json
 from mnr.flags import block_defaults
-from mnr.models import MAX_LENGTH, SentenceEncoder, load_model
+from mnr.models import MAX_LENGTH, SentenceEncoder, folder_json, load_model
 from mnr.precision import autocast, resolve
 from pooling import embed_columns, encode
 
@@ -74,10 +74,13 @@ def replay(commands, replacements):
     return [[replaced(arg) for arg in command] for command in commands]
 
 
-def preset(row, folder, split, sts_folder):
+def preset(row, folder, split, sts_folder, max_length=None):
     """The beir preset: `row`'s commands as compare_runs builds them (shared flags, the run's own, mining
-    flags), reading `folder` and scored on its `split` against the start model."""
+    flags), reading `folder` and scored on its `split` against the start model; `max_length` in place of the
+    recorded --max-length where given (max_length_rule)."""
     mine, train, _, _ = recorded(row)
+    if max_length is not None:  # in place, so a model of the recorded length replays the command as recorded
+        train = [str(max_length) if i and train[i - 1] == "--max-length" else arg for i, arg in enumerate(train)]
     short = os.path.basename(option(train, "--output-dir"))
     own = without(train, "--model-name", "--sts-data", "--output-dir")[1:]  # the order of the recorded command
     cut = own.index("--train-data")
@@ -88,6 +91,18 @@ def preset(row, folder, split, sts_folder):
                                                               "sts_test"],
             "flags": own[:cut], "runs": [(row["run"], short, script)],
             "mine": {short: without(mine, "--model-name", "--train-data", "--corpus", "--output")[1:]} if mined else {}}
+
+
+def max_length_rule(model, recorded_length):
+    """The recipe's max length for start model `model`: its own max_seq_length (sentence_bert_config.json), the
+    length it was trained and is used at, as the recorded 256 was all-MiniLM-L6-v2's, not a length tuned on
+    SciFact; the recorded one where the model declares none. -> (length, what to say at start)."""
+    folder = prompts.model_folder(model)
+    own = ((folder_json(folder, "sentence_bert_config.json") if folder else None) or {}).get("max_seq_length")
+    if own is None:
+        return recorded_length, (f"max length: {recorded_length}, as recorded ({model} declares no "
+                                 "max_seq_length in a sentence_bert_config.json)")
+    return own, f"max length: {own}, the start model's own max_seq_length (recorded: {recorded_length})"
 
 
 # ---- the data: dev carved from train where the folder has none, train capped on request ------------------------
@@ -250,7 +265,9 @@ def build(folder, model, models_dir, sts_folder, max_pairs=None, yes=False, repo
                      for name in ("batch-size", "epochs"))
     draw, others = random.Random(SEED), list(documents.values())
     sample = [(q, d, draw.choice(others)) for q, d in draw.sample(pairs, min(batch, len(pairs)))]
-    step_seconds, text_seconds = measure(model, sample, batch, int(option(train, "--max-length", MAX_LENGTH)))
+    max_length, said = max_length_rule(model, int(option(train, "--max-length", MAX_LENGTH)))
+    print(said, flush=True)
+    step_seconds, text_seconds = measure(model, sample, batch, max_length)
     scored = len(queries) if report_test else data["dev_queries"]  # test's are not read before: at most all
     sts_texts = sum(2 * len(sts.load_sts(sts_folder, split)[0]) for split in ("dev", "test"))
     texts = texts_embedded(len(documents), len({q for q, _, _ in data["train"]}), scored, sts_texts, 1 + seeds)
@@ -274,7 +291,7 @@ def build(folder, model, models_dir, sts_folder, max_pairs=None, yes=False, repo
     if report_test:
         print(f"--report-test: scoring {beir.qrels_path(folder, 'test')}: the final figure; choose nothing more on "
               "it", flush=True)
-    recipe = preset(row, data_folder, "dev", sts_folder)
+    recipe = preset(row, data_folder, "dev", sts_folder, max_length)
     recipe["beir"] = [folder, "test"] if report_test else [data_folder, "dev"]
-    recipe["notes"] = data["lines"][:-1] + [f"test: {beir.qrels_path(folder, 'test')}, the final run"] * report_test
+    recipe["notes"] = data["lines"][:-1] + [said] + [f"test: {beir.qrels_path(folder, 'test')}, the final run"] * report_test
     return recipe

@@ -31,6 +31,24 @@ def test_the_recipe_is_the_recorded_best_row_replayed_with_the_data_folder_repla
     assert "--range-max" in expected[0] and "../shared/data/beir/scifact" not in json.dumps(commands)
 
 
+def test_max_length_is_the_start_models_own_else_the_recorded_one(tmp_path, tiny_model_dir, minilm_path):
+    """The recorded 256 is all-MiniLM-L6-v2's own max_seq_length, not a SciFact length: a start model that declares
+    another trains at its own, and the commands differ from the recorded ones in that value alone."""
+    row = recipe.best_row()
+    _, train, _, _ = recipe.recorded(row)
+    assert recipe.max_length_rule(minilm_path, 256)[0] == 256 == int(recipe.option(train, "--max-length"))
+    assert recipe.max_length_rule(tiny_model_dir, 256)[0] == 256  # declares none: the recorded length
+    own = tmp_path / "own"
+    shutil.copytree(tiny_model_dir, own)
+    (own / "sentence_bert_config.json").write_text('{"max_seq_length": 384, "do_lower_case": false}')
+    length, said = recipe.max_length_rule(str(own), 256)
+    assert length == 384 and "the start model's own max_seq_length (recorded: 256)" in said
+    recorded = recipe.preset(row, "f", "dev", "s")
+    mine = recipe.preset(row, "f", "dev", "s", 384)
+    assert recipe.preset(row, "f", "dev", "s", 256) == recorded
+    assert mine["flags"] == [("384" if a == "256" else a) for a in recorded["flags"]] != recorded["flags"]
+
+
 def test_dev_carved_from_train_queries_seeded_and_whole():
     ids = [f"q{i}" for i in range(50)]
     dev = recipe.carve_dev(ids)
