@@ -18,7 +18,8 @@ models and the untrained start model are scored on STSb dev and test (evaluate_s
 task (evaluate_retrieval.py), or a BEIR folder's split. Writes results/NAME/: results.md (the table and the exact
 commands, paths relative to the repository), results.json (per-seed values too, and each run's first-seed mining
 and training commands) and curves.png (loss and STSb dev over steps); --preset beir writes them beside its
-models, in output/compare-beir-NAME (README, "Your own data").
+models, in output/compare-beir-NAME (README, "Your own data"). The presets themselves, the runs and their flags,
+are in mnr/presets.py.
 A run whose output folder already holds a model trained with the same command by the same training code (a
 digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
 """
@@ -42,97 +43,12 @@ from mnr.precision import resolve
 from mnr.stats import mean_std, paired_bootstrap
 from mnr.flags import new_parser, parse_flags
 from mnr.models import load_encoder, packaged_minilm
+from mnr.presets import MINED, PRESETS, STS  # the tables of runs (mnr/presets.py): data, not code
 from mnr.tables import load_train_data
 from pooling import encode
 
-DATA = os.environ.get("MNR_DATA_DIR", os.path.join("..", "shared", "data"))  # relative to this folder
-NLI, STS, SNLI_TEST = f"{DATA}/nli", f"{DATA}/stsb", f"{DATA}/nli/snli_test.tsv.gz"
-SCIFACT = f"{DATA}/beir/scifact"  # CC BY-NC: read where it is, never copied into the repository
-OURS = [("MNR (ours)", "mnr", ["train_mnr.py"]),
-        ("bidirectional GTE (ours)", "bidirectional", ["train_bidirectional.py", "--loss", "bidirectional"]),
-        ("symmetric (ours)", "symmetric", ["train_bidirectional.py", "--loss", "symmetric"]),
-        ("MNR (sentence-transformers)", "st-mnr", ["benchmarks/st_train.py"])]
 # tqdm's "| 120/14613 [" in a log (text mode reads each \r-separated redraw as a line of its own)
 PROGRESS_BAR = re.compile(r"\|\s*\d+/\d+ \[")
-MINED = "MINED"  # in a run's flags: the file mine_negatives.py writes for that run's "mine" settings
-# A preset: data, flags given to every run, its runs (name, folder, command), default seeds, and extras:
-# "mine": per run, mine_negatives.py's flags (or the name of the run whose mined file it shares); "dims": STSb test
-# also on embeddings cut to each of these; "train": a --train-data source instead of the NLI folder (mined from
-# its own corpus); "beir": [folder, split] scored instead of the NLI retrieval file; "false_negatives": each run's
-# false-negative share before training (mnr/samplers.py); "score_precision": of the scoring encodes (default fp32);
-# "baseline": the run every other is compared with, ndcg@10 with a paired bootstrap over queries; "sort", "columns".
-PRESETS = {
-    "cpu": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": ["--eval-every", "100"], "runs": OURS},
-    "gpu": {"model": "bert-base-uncased", "nli": "hub", "sts": "hub", "retrieval": SNLI_TEST,
-            "flags": ["--eval-every", "1000"], "runs": OURS},
-    "smoke": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "runs": OURS,
-              "flags": ["--eval-every", "2", "--max-steps", "3", "--batch-size", "8"]},
-    "negatives": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": ["--eval-every", "100"], "seeds": 3,
-                  "results": "cpu-negatives", "runs": [
-                      ("MNR, in-batch negatives only", "mnr", ["train_mnr.py"]),
-                      ("+ NLI contradiction as hard negative", "nli-contradiction", ["train_mnr.py", "--hard-negatives"]),
-                      ("+ 1 mined negative, plain top-k", "mined-topk", ["train_mnr.py", "--train-data", MINED]),
-                      ("+ 1 mined negative, relative margin 0.05", "mined-margin", ["train_mnr.py", "--train-data", MINED]),
-                      ("MNR + guided false-negative masking (GIST, guide = start model)", "gist",
-                       ["train_mnr.py", "--guide-model", "START", "--false-negative-margin", "0.0"])],
-                  "mine": {"mined-topk": ["--num-negatives", "1", "--relative-margin", "0"],
-                           "mined-margin": ["--num-negatives", "1", "--relative-margin", "0.05"]}},
-    "matryoshka": {"nli": NLI, "sts": STS, "retrieval": None, "flags": [], "seeds": 3,
-                   "results": "cpu-matryoshka", "dims": [384, 256, 128, 64, 32], "runs": [
-                       ("MNR", "mnr", ["train_mnr.py"]),
-                       ("MNR + Matryoshka 384,256,128,64,32", "matryoshka",
-                        ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32"])]},
-    "precision": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": [], "seeds": 3,
-                  "results": "cpu-precision", "dims": [384, 64], "runs": [
-                      ("MNR, fp32", "mnr-fp32", ["train_mnr.py", "--precision", "fp32"]),
-                      ("MNR, bf16 autocast", "mnr-bf16", ["train_mnr.py", "--precision", "bf16"]),
-                      ("MNR + Matryoshka 384,256,128,64,32, fp32", "matryoshka-fp32",
-                       ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32", "--precision", "fp32"]),
-                      ("MNR + Matryoshka 384,256,128,64,32, bf16 autocast", "matryoshka-bf16",
-                       ["train_mnr.py", "--matryoshka-dims", "384,256,128,64,32", "--precision", "bf16"])]},
-    # Each "+" row adds one lever to the in-batch-only run, except the GradCache row, which scales up the mined row.
-    # Chosen on dev with plain MNR, seed 42 (results/cpu-scifact/dev-choices.md): lr 1e-4 and 3 epochs at batch 32
-    # and max length 256. The batch 128 row scales the rate by sqrt(128 / 32), the rule of the batch preset.
-    "scifact": {"train": SCIFACT, "sts": STS, "beir": [SCIFACT, "dev"], "seeds": 3, "results": "cpu-scifact",
-                "score_precision": "auto", "baseline": "MNR, in-batch negatives only", "sort": "ndcg@10",
-                "columns": ["ndcg@10", "ndcg@10_delta", "mrr@10", "recall@100", "sts_test"],
-                "flags": ["--lr", "1e-4", "--epochs", "3", "--max-length", "256"], "runs": [
-                    ("MNR, in-batch negatives only", "mnr", ["train_mnr.py"]),
-                    ("+ 1 mined negative, relative margin 0.05", "mined", ["train_mnr.py", "--train-data", MINED]),
-                    ("+ 1 mined negative, batch 128 through GradCache, lr 2e-4", "mined-batch128",
-                     ["train_mnr.py", "--train-data", MINED, "--batch-size", "128", "--mini-batch-size", "32",
-                      "--lr", "2e-4"]),
-                    ("+ hardness weighting (in-batch negatives, strength 9)", "hardness",
-                     ["train_mnr.py", "--hardness-mode", "in_batch_negatives", "--hardness-strength", "9"]),
-                    ("+ clustered batches (TAS-B)", "clustered", ["train_mnr.py", "--batch-sampler", "clustered"]),
-                    ("+ 1 mined negative, relative margin 0.05, from the top 100", "mined-top100",
-                     ["train_mnr.py", "--train-data", MINED])],
-                "mine": {"mined": ["--num-negatives", "1", "--relative-margin", "0.05"], "mined-batch128": "mined",
-                         "mined-top100": ["--num-negatives", "1", "--relative-margin", "0.05", "--range-max", "100"]}},
-    # One epoch each: a larger batch is fewer, bigger steps over the same pairs; above 64 rows through GradCache.
-    # Learning rate: square-root scaling from train_mnr.py's 2e-5 at batch 32, lr = 2e-5 * sqrt(batch / 32): an
-    # Adam step's noise falls like 1/sqrt(batch), so the rate that keeps it alike grows like sqrt(batch) (Malladi
-    # et al. 2022); linear scaling would put batch 1024 at 6.4e-4, past what fine-tuning BERT tolerates, and the
-    # peers' hand-tuned points (256: 2e-5, 512: 5e-5, 16384: 2e-4) grow slower than linear too.
-    "batch": {"nli": NLI, "sts": STS, "retrieval": SNLI_TEST, "flags": [], "seeds": 3, "results": "cpu-batch",
-              "score_precision": "auto", "baseline": "batch 64, lr 2.8e-5",  # the samplers' batch size
-              "columns": ["sts_dev", "sts_test", "ndcg@10", "ndcg@10_delta", "mrr@10", "recall@10", "recall@100",
-                          "false_negative_share"],
-              "false_negatives": True, "runs": [
-                  ("batch 16, lr 1.4e-5", "batch16", ["train_mnr.py", "--batch-size", "16", "--lr", "1.4e-5"]),
-                  ("batch 64, lr 2.8e-5", "batch64", ["train_mnr.py", "--batch-size", "64", "--lr", "2.8e-5"]),
-                  ("batch 256, lr 5.7e-5 (GradCache, mini-batches of 64)", "batch256",
-                   ["train_mnr.py", "--batch-size", "256", "--mini-batch-size", "64", "--lr", "5.7e-5"]),
-                  ("batch 1024, lr 1.1e-4 (GradCache, mini-batches of 64)", "batch1024",
-                   ["train_mnr.py", "--batch-size", "1024", "--mini-batch-size", "64", "--lr", "1.1e-4"]),
-                  ("batch 64, lr 2.8e-5, clustered batches (TAS-B)", "clustered64",
-                   ["train_mnr.py", "--batch-size", "64", "--lr", "2.8e-5", "--batch-sampler", "clustered"]),
-                  ("batch 64, lr 2.8e-5, one source per batch", "by-source64",
-                   ["train_mnr.py", "--batch-size", "64", "--lr", "2.8e-5", "--batch-sampler", "by-source"])]},
-    # Built at start from the scifact preset's best row as results/cpu-scifact/results.json records it, the data
-    # folder replaced by --beir's (mnr/recipe.py, recipe.build in main): nothing of SciFact's is copied here.
-    "beir": {},
-}
 SAMPLE_STS = os.path.join("tests", "data", "stsb")  # STSb's shipped sample, where the full files are not here
 SCORING_SCRIPTS = ["mnr/sts.py", "mnr/retrieval.py", "mnr/prompts.py"]  # what score() computes with, imports included
 

@@ -32,11 +32,11 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench_scifact import shown, write_section  # noqa: E402  paths as results show them; one section of RESULTS.md
 from mnr.precision import resolve  # noqa: E402  what PRECISION "auto" trains in here
 from mnr.measure import spread  # noqa: E402  median (min-max)
 from mnr.models import packaged_minilm  # noqa: E402  MiniLM from its PyPI package
-from mnr.report import machine  # noqa: E402  the CPU and GPU the figures come from
+from mnr.files import repo_relative  # noqa: E402  paths as results show them
+from mnr.report import machine, write_section  # noqa: E402  the CPU and GPU the figures come from; RESULTS.md
 
 DATA = os.environ.get("MNR_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
 HEADING = "## The whole SciFact recipe: mine + train one epoch + score dev, ours vs sentence-transformers"
@@ -84,6 +84,11 @@ phases["score"] = time.perf_counter() - start
 print(json.dumps({{"phases": phases, "rows": len(mined), "ndcg@10": scores["cosine_ndcg@10"],
                   "recall@100": scores["cosine_recall@100"]}}))
 """
+
+
+def shown(text):
+    """A path or command as the results show it: relative to the repository, the packaged MiniLM as $MINILM."""
+    return repo_relative(text, packaged_minilm())
 
 
 def ours(folder, model, tmp, max_steps):

@@ -54,7 +54,7 @@ from mnr.files import repo_relative  # noqa: E402  paths as results show them
 from mnr.measure import run, spread  # noqa: E402  one training command, in a fresh process, measured
 from mnr.models import packaged_minilm  # noqa: E402  MiniLM from its PyPI package
 from mnr.precision import resolve  # noqa: E402  what PRECISION auto computes in here
-from mnr.report import machine  # noqa: E402  the CPU and GPU the figures come from
+from mnr.report import machine, write_section  # noqa: E402  the CPU and GPU the figures come from; RESULTS.md
 from mnr.tables import load_train_data  # noqa: E402  the rows both sides train
 
 DATA = os.environ.get("MNR_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
@@ -201,24 +201,6 @@ def main(argv=None):
     if args.write and not args.smoke:
         write_section(os.path.join(ROOT, "benchmarks", "RESULTS.md"), "\n".join([HEADING, "", *lines]) + "\n")
         print("wrote its section of benchmarks/RESULTS.md", flush=True)
-
-
-def write_section(path, section):
-    """Put `section` (its heading first) in place of the file's section of that heading, or after the last one;
-    every other byte of the file stays. Written whole to a temporary file, then renamed over the old one."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    heading = section[:section.index(":") + 1]  # "## The SciFact recipe's training:", so a retitled one is found
-    start = ("\n" + text).find("\n" + heading)  # where its line starts in `text`, or -1
-    if start < 0:
-        text = text + ("\n" if text.endswith("\n") else "\n\n") + section
-    else:
-        end = text.find("\n## ", start)
-        text = text[:start] + section + (text[end:] if end >= 0 else "")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

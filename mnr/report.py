@@ -1,5 +1,6 @@
 """What compare_runs.py writes besides the scores: the markdown table, the machine line, training speed and the
-loss curves, all read back from each run's folder (train_log.jsonl, command.json)."""
+loss curves, all read back from each run's folder (train_log.jsonl, command.json); and the benchmarks' one section
+of benchmarks/RESULTS.md (write_section)."""
 import json
 import os
 import platform
@@ -74,3 +75,22 @@ def plot_curves(runs, path):
     fig.tight_layout(rect=(0, 0.02 + 0.04 * ((len(runs) + 1) // 2), 1, 1))
     fig.savefig(path, dpi=100)
     print(f"wrote {path}", flush=True)
+
+
+def write_section(path, section):
+    """Put `section` (its heading first) in place of the file's section of that heading, or after the last one;
+    every other byte of the file stays. Written whole to a temporary file, then renamed over the old one."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    heading = section[:section.index(":") + 1]  # "## The SciFact recipe's training:", so a retitled one is found
+    start = ("\n" + text).find("\n" + heading)  # where its line starts in `text`, or -1
+    if start < 0:
+        text = text + ("\n" if text.endswith("\n") else "\n\n") + section
+    else:
+        end = text.find("\n## ", start)
+        text = text[:start] + section + (text[end:] if end >= 0 else "")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
