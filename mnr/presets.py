@@ -65,9 +65,22 @@ PRESETS = {
                      ["train_mnr.py", "--hardness-mode", "in_batch_negatives", "--hardness-strength", "9"]),
                     ("+ clustered batches (TAS-B)", "clustered", ["train_mnr.py", "--batch-sampler", "clustered"]),
                     ("+ 1 mined negative, relative margin 0.05, from the top 100", "mined-top100",
-                     ["train_mnr.py", "--train-data", MINED])],
+                     ["train_mnr.py", "--train-data", MINED]),
+                    # Issue 29 §5's candidates on top of the best row (added 2026-12-06; README "Which levers helped"
+                    # says which have been run): the two best single levers together, a second mined negative, and
+                    # GIST's false-negative mask over the mined and in-batch negatives, the start model as guide.
+                    ("+ 1 mined negative from the top 100, hardness weighting (all negatives, strength 9)",
+                     "mined-top100-hardness", ["train_mnr.py", "--train-data", MINED, "--hardness-mode",
+                                               "all_negatives", "--hardness-strength", "9"]),
+                    ("+ 2 mined negatives, relative margin 0.05, from the top 100", "mined2-top100",
+                     ["train_mnr.py", "--train-data", MINED]),
+                    ("+ 1 mined negative from the top 100, false negatives masked (GIST, guide = start model)",
+                     "mined-top100-gist", ["train_mnr.py", "--train-data", MINED, "--guide-model", "START",
+                                           "--false-negative-margin", "0.0"])],
                 "mine": {"mined": ["--num-negatives", "1", "--relative-margin", "0.05"], "mined-batch128": "mined",
-                         "mined-top100": ["--num-negatives", "1", "--relative-margin", "0.05", "--range-max", "100"]}},
+                         "mined-top100": ["--num-negatives", "1", "--relative-margin", "0.05", "--range-max", "100"],
+                         "mined-top100-hardness": "mined-top100", "mined-top100-gist": "mined-top100",
+                         "mined2-top100": ["--num-negatives", "2", "--relative-margin", "0.05", "--range-max", "100"]}},
     # One epoch each: a larger batch is fewer, bigger steps over the same pairs; above 64 rows through GradCache.
     # Learning rate: square-root scaling from train_mnr.py's 2e-5 at batch 32, lr = 2e-5 * sqrt(batch / 32): an
     # Adam step's noise falls like 1/sqrt(batch), so the rate that keeps it alike grows like sqrt(batch) (Malladi
