@@ -27,7 +27,8 @@
   model_card.py   the README.md of every saved model
   files.py        JSON and atomic writes, repository-relative paths, the code a script runs (compare_runs)
   stats.py        seed mean and spread, the paired bootstrap over queries (compare_runs)
-  report.py       compare_runs' table, machine line, training speed and loss curves
+  report.py       compare_runs' table, machine line, training speed and loss curves; a benchmark's RESULTS.md section
+  presets.py      compare_runs' presets: each table's runs, data and shared flags (data, not code)
   recipe.py       compare_runs --preset beir: the scifact recipe replayed on any BEIR folder, its time said first
   measure.py      a training command run in a fresh process and measured (the benchmarks)
 """
