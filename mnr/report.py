@@ -93,4 +93,3 @@ def write_section(path, section):
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
-

@@ -133,7 +133,7 @@ def ordered_columns(where, ds, order):
     negatives, k the fewest any row has (a batch needs the same number of negatives in every row)."""
     names, labels, columns, counts = ds.column_names, [], [], []
     every = columns_of(ds, *names)
-    expand = None  # row i of the file -> how many rows it becomes (one per positive), where positives are lists
+    expand = None  # where positives are lists: (the positive's column, how many rows each row of the file becomes)
     for role, j in order:
         cells, what = every[j], f"{where}: column {j + 1} ({names[j]!r}, the {role})"
         lengths = [len(c) if isinstance(c, list) else None for c in cells]
@@ -146,8 +146,8 @@ def ordered_columns(where, ds, order):
         if (i := next((i for i, n in enumerate(lengths) if not n), None)) is not None:
             raise DataError(f"{what} holds {texts[i]} in row {i + 1}; every row needs at least one "
                             f"{'positive' if role == 'positive' else 'negative (or no negative column at all)'}")
-        if role == "positive":
-            expand = lengths
+        if role == "positive":  # the anchor's one column and count come first, so both index it alike
+            expand = len(columns), lengths
             labels, columns, counts = labels + [names[j]], columns + [cells], counts + [1]
             continue
         k = min(lengths)
@@ -156,11 +156,11 @@ def ordered_columns(where, ds, order):
         counts.append(k if k == max(lengths) else f"the first {k} of {k}-{max(lengths)} texts a row: the fewest "
                                                   "any row has")
     if expand is not None:  # a row per positive: the positive column's lists unrolled, every other column repeated
-        p = [role for role, _ in order].index("positive")
+        p, per_row = expand
         columns = [[text for cell in column for text in cell] if c == p else
-                   [cell for cell, n in zip(column, expand) for _ in range(n)] for c, column in enumerate(columns)]
-        if max(expand) > 1:
-            counts[p] = f"{sum(expand):,} positives in {len(expand):,} rows: a row per positive"
+                   [cell for cell, n in zip(column, per_row) for _ in range(n)] for c, column in enumerate(columns)]
+        if max(per_row) > 1:
+            counts[p] = f"{sum(per_row):,} positives in {len(per_row):,} rows: a row per positive"
     return labels, columns, counts
 
 
