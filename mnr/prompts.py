@@ -42,19 +42,20 @@ def role_prompts(prompts):
     return prompts.get("query", ""), document
 
 
-def model_folder(name):
-    """Where a model's config_sentence_transformers.json can be read: a local folder, or the hub model's snapshot in
-    the local cache, fetched there when the hub answers (transformers' load never downloads it); None otherwise."""
+def model_folder(name, wanted=ST_CONFIG):
+    """Where a model's sentence-transformers file `wanted` (its config_sentence_transformers.json, or its
+    sentence_bert_config.json) can be read: a local folder, or the hub model's snapshot in the local cache, the file
+    fetched there when the hub answers (transformers' load never downloads either); None otherwise."""
     if os.path.isdir(name):
         return name
     folder = cached_folder(name)
-    if folder and os.path.isfile(os.path.join(folder, ST_CONFIG)):
+    if folder and os.path.isfile(os.path.join(folder, wanted)):
         return folder
     if hub.hub_id(name, bare=True) and not hub.offline_mode() and hub.may_load():
         from huggingface_hub import hf_hub_download
         try:
-            return os.path.dirname(hf_hub_download(name, ST_CONFIG))
-        except Exception:  # noqa: BLE001 - most models have no such file: they name no prompts
+            return os.path.dirname(hf_hub_download(name, wanted))
+        except Exception:  # noqa: BLE001 - many models have no such file: they name no prompts, no length
             return folder
     return folder
 

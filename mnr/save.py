@@ -16,19 +16,12 @@ from mnr import outdir, prompts
 from mnr.errors import SaveError, first_line
 from mnr.files import follow_umask, read_json, removed_on_failure, temporary_folder, write_json
 from mnr.model_card import module_kind, write_model_card
-from mnr.models import MAX_LENGTH, pooling_table, st_pooling_key
+from mnr.models import MAX_LENGTH, cached_folder, pooling_table, st_pooling_key
 
 def start_model_folder(name):
     """The start model (--model-name) on disk: the folder itself, or its snapshot in the local Hugging Face cache;
     None when it is in neither (the saved folder then holds only what training knows)."""
-    if os.path.isdir(name):
-        return name
-    from huggingface_hub import try_to_load_from_cache
-    try:
-        found = try_to_load_from_cache(name, "config.json")
-    except ValueError:  # not a valid hub name either
-        return None
-    return os.path.dirname(found) if isinstance(found, str) else None
+    return name if os.path.isdir(name) else cached_folder(name)
 
 
 def modules_after_pooling(start):

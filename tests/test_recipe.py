@@ -194,3 +194,32 @@ def test_the_shipped_sample_folder_is_its_make_script_rebuilt(tmp_path):
     make_beir_sample.make(str(tmp_path / "beir"))
     for name in ("corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/dev.tsv", "qrels/test.tsv"):
         assert (tmp_path / "beir" / name).read_bytes() == open(os.path.join(SAMPLE_BEIR, name), "rb").read(), name
+
+
+def test_a_hub_start_models_own_length_is_read_from_its_cache_or_fetched(tmp_path, minilm_path, monkeypatch):
+    """A hub name: transformers' load caches config.json and the weights, never sentence_bert_config.json, so the
+    rule reads it from the snapshot when it is there and fetches it when the hub answers; offline without it, the
+    recorded length (was: the snapshot was accepted for holding config_sentence_transformers.json, not this file)."""
+    import huggingface_hub
+    import huggingface_hub.constants
+    snapshot = tmp_path / "models--someone--long" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "config_sentence_transformers.json", "model.safetensors"):
+        os.symlink(os.path.join(minilm_path, name), snapshot / name)
+    (tmp_path / "models--someone--long" / "refs").mkdir()
+    (tmp_path / "models--someone--long" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert recipe.max_length_rule("someone/long", 256)[0] == 256  # not in the cache, the hub not asked
+    fetched = []
+
+    def download(repo, filename):  # the hub answering: the file lands in the snapshot, as hf_hub_download does
+        fetched.append((repo, filename))
+        (snapshot / filename).write_text('{"max_seq_length": 512}')
+        return str(snapshot / filename)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(recipe.prompts.hub, "may_load", lambda: True)
+    assert recipe.max_length_rule("someone/long", 256)[0] == 512
+    assert fetched == [("someone/long", "sentence_bert_config.json")]
+    assert recipe.max_length_rule("someone/long", 256)[0] == 512 and len(fetched) == 1  # now read from the cache
