@@ -2,6 +2,7 @@
 
     python benchmarks/bench_recipe.py                  # SciFact from ../shared/data/beir/scifact, MiniLM, 1 repetition
     python benchmarks/bench_recipe.py --repeats 2 --write   # then its section of benchmarks/RESULTS.md
+    python benchmarks/bench_recipe.py --seed 43             # both sides' training seed (default 42)
     python benchmarks/bench_recipe.py --smoke --beir tests/data/beir-snli --model-name PATH   # seconds (CI)
 
 What a user of either side runs to get a SciFact model and its dev score, start to finish:
@@ -41,7 +42,7 @@ from mnr.report import machine, write_section  # noqa: E402  the CPU and GPU the
 DATA = os.environ.get("MNR_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
 HEADING = "## The whole SciFact recipe: mine + train one epoch + score dev, ours vs sentence-transformers"
 MINING = ["--num-negatives", "1", "--relative-margin", "0.05", "--range-max", "100"]  # the scifact preset's best row
-TRAINING = ["--lr", "1e-4", "--max-length", "256", "--batch-size", "32", "--seed", "42"]  # its flags, one epoch
+TRAINING = ["--lr", "1e-4", "--max-length", "256", "--batch-size", "32"]  # its flags, one epoch (and --seed)
 LIBRARY = """
 import json, sys, time
 start = time.perf_counter()
@@ -53,7 +54,8 @@ from sentence_transformers.training_args import BatchSamplers
 from sentence_transformers.util import mine_hard_negatives
 sys.path.insert(0, {root!r})
 from mnr import beir  # the folder's texts as both sides read them: the same pairs, documents and judgements
-folder, model_name, output, bf16, max_steps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", int(sys.argv[5])
+folder, model_name, output = sys.argv[1:4]
+bf16, max_steps, seed = sys.argv[4] == "1", int(sys.argv[5]), int(sys.argv[6])
 pairs = beir.train_pairs(folder)
 model = SentenceTransformer(model_name, device="cpu")
 model.max_seq_length = 256
@@ -65,7 +67,7 @@ mined = mine_hard_negatives(Dataset.from_dict({{"anchor": [a for a, _ in pairs],
 phases["mine"] = time.perf_counter() - start
 arguments = SentenceTransformerTrainingArguments(
     output_dir=output, per_device_train_batch_size=32, num_train_epochs=1, max_steps=max_steps, learning_rate=1e-4,
-    warmup_ratio=0.1, lr_scheduler_type="linear", weight_decay=0.01, max_grad_norm=1.0, seed=42,
+    warmup_ratio=0.1, lr_scheduler_type="linear", weight_decay=0.01, max_grad_norm=1.0, seed=seed,
     batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to=[], disable_tqdm=True,
     bf16=bf16, **({{"use_cpu": True}} if bf16 else {{}}))
 SentenceTransformerTrainer(model=model, args=arguments, train_dataset=mined,
@@ -91,19 +93,19 @@ def shown(text):
     return repo_relative(text, packaged_minilm())
 
 
-def ours(folder, model, tmp, max_steps):
+def ours(folder, model, tmp, max_steps, seed):
     table, trained = os.path.join(tmp, "negatives.tsv.gz"), os.path.join(tmp, "ours")
     steps = ["--max-steps", str(max_steps)] if max_steps else []
     return {"mine": ["mine_negatives.py", "--model-name", model, "--train-data", folder, "--corpus", folder,
                      "--output", table, *MINING],
-            "train": ["train_mnr.py", "--model-name", model, "--train-data", table, *TRAINING, *steps,
-                      "--output-dir", trained],
+            "train": ["train_mnr.py", "--model-name", model, "--train-data", table, *TRAINING, "--seed", str(seed),
+                      *steps, "--output-dir", trained],
             "score": ["evaluate_retrieval.py", trained, "--beir", folder, "--split", "dev", "--json"]}
 
 
-def library(folder, model, tmp, bf16, max_steps):
+def library(folder, model, tmp, bf16, max_steps, seed):
     return ["-c", LIBRARY.format(root=ROOT), folder, model, os.path.join(tmp, "library"), str(int(bf16)),
-            str(max_steps or -1)]
+            str(max_steps or -1), str(seed)]
 
 
 def timed(command):
@@ -117,10 +119,10 @@ def timed(command):
     return seconds, done.stdout
 
 
-def run_ours(folder, model, tmp, max_steps):
+def run_ours(folder, model, tmp, max_steps, seed):
     """The three scripts in turn -> ({phase: seconds since the first one started}, dev scores)."""
     phases, elapsed, printed = {}, 0.0, {}
-    for phase, command in ours(folder, model, tmp, max_steps).items():
+    for phase, command in ours(folder, model, tmp, max_steps, seed).items():
         seconds, printed[phase] = timed(command)
         elapsed += seconds
         phases[phase] = elapsed
@@ -130,8 +132,8 @@ def run_ours(folder, model, tmp, max_steps):
     return phases, {"ndcg@10": scores["ndcg@10"], "recall@100": scores["recall@100"], "rows": rows}
 
 
-def run_library(folder, model, tmp, bf16, max_steps):
-    seconds, out = timed(library(folder, model, tmp, bf16, max_steps))
+def run_library(folder, model, tmp, bf16, max_steps, seed):
+    seconds, out = timed(library(folder, model, tmp, bf16, max_steps, seed))
     result = json.loads(out.strip().splitlines()[-1])
     return {**result["phases"], "whole": seconds}, {k: result[k] for k in ("ndcg@10", "recall@100", "rows")}
 
@@ -142,6 +144,9 @@ def main(argv=None):
                         help="a BEIR folder with train and dev qrels (default: SciFact)")
     parser.add_argument("--model-name", default=None, help="default: all-MiniLM-L6-v2 from its PyPI package")
     parser.add_argument("--repeats", type=int, default=1, help="repetitions, each ours then the library (default: 1)")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="both sides' training seed, their batch order and dropout (default: 42); mining and "
+                        "scoring have none")
     parser.add_argument("--write", action="store_true", help="put the block into benchmarks/RESULTS.md")
     parser.add_argument("--smoke", action="store_true", help="2 training steps a side; never writes RESULTS.md")
     args = parser.parse_args(argv)
@@ -154,8 +159,8 @@ def main(argv=None):
             for side in times:
                 where = os.path.join(tmp, f"{side}-{r}")
                 os.makedirs(where)
-                got, scores[side] = (run_ours(folder, model, where, max_steps) if side == "ours"
-                                     else run_library(folder, model, where, bf16, max_steps))
+                got, scores[side] = (run_ours(folder, model, where, max_steps, args.seed) if side == "ours"
+                                     else run_library(folder, model, where, bf16, max_steps, args.seed))
                 times[side].append(got)
                 print(f"{side}: {got}", file=sys.stderr, flush=True)
     command = f"python benchmarks/bench_recipe.py {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
@@ -164,7 +169,7 @@ def main(argv=None):
              "scoring in fp32",
              f"Command: `{shown(command)}`; {shown(folder)}; model {shown(model)}; {args.repeats} "
              f"repetition{'s' * (args.repeats > 1)}, whole processes",
-             *(f"- ours, {phase}: `python {shown(' '.join(c))}`" for phase, c in ours(folder, model, "TMP", max_steps).items()),
+             *(f"- ours, {phase}: `python {shown(' '.join(c))}`" for phase, c in ours(folder, model, "TMP", max_steps, args.seed).items()),
              "- library: one script, benchmarks/bench_recipe.py LIBRARY (mine_hard_negatives, SentenceTransformerTrainer, "
              "InformationRetrievalEvaluator)", "",
              "| side | mined by (s) | trained by (s) | scored by (s) | whole process (s) | rows mined | dev nDCG@10 | "

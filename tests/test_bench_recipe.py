@@ -13,7 +13,7 @@ with open(f"{SAMPLE}/qrels/train.tsv") as qrels:
 
 def test_smoke_runs_both_recipes_and_prints_their_phases(words_model_dir):
     result = run_script("benchmarks/bench_recipe.py", "--smoke", "--write", "--beir", SAMPLE,
-                        "--model-name", words_model_dir)
+                        "--model-name", words_model_dir, "--seed", "7")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     for side in ("ours", "library"):
@@ -22,6 +22,7 @@ def test_smoke_runs_both_recipes_and_prints_their_phases(words_model_dir):
         assert 0 < rows <= TRAIN_PAIRS, cells  # a row per train pair at most: pairs left without a negative drop
         assert 0 < mined < trained < scored <= whole, cells  # each phase ends after the one before
         assert 0 < ndcg <= 1 and 0 < recall <= 1, cells
+    assert "--seed 7 --max-steps 2" in out  # the seed reaches ours's training; the library's script reads it too
     assert "mine_negatives.py" in out and "--range-max 100" in out and "evaluate_retrieval.py" in out, out
     assert re.search(r"^library / ours, whole recipe: \d+\.\d\d", out, re.M), out
     assert "wrote" not in out
