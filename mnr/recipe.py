@@ -97,8 +97,9 @@ def max_length_rule(model, recorded_length):
     """The recipe's max length for start model `model`: its own max_seq_length (sentence_bert_config.json), the
     length it was trained and is used at, as the recorded 256 was all-MiniLM-L6-v2's, not a length tuned on
     SciFact; the recorded one where the model declares none. -> (length, what to say at start)."""
-    folder = prompts.model_folder(model, "sentence_bert_config.json")  # a hub model's too
-    own = ((folder_json(folder, "sentence_bert_config.json") if folder else None) or {}).get("max_seq_length")
+    wanted = "sentence_bert_config.json"
+    folder = prompts.model_folder(model, wanted)  # a hub model's too: fetched when the hub answers
+    own = ((folder_json(folder, wanted) if folder else None) or {}).get("max_seq_length")
     if own is None:
         return recorded_length, (f"max length: {recorded_length}, as recorded ({model} declares no "
                                  "max_seq_length in a sentence_bert_config.json)")
