@@ -118,7 +118,9 @@ mask = torch.ones(8, 32, dtype=torch.long)  # rank 0: every row full, nothing to
 if rank == 1:
     mask[:, 4:] = 0                         # rank 1: seven eighths padding
 columns = [{{"attention_mask": mask}}]
-print(json.dumps([rank, packing.saves_work(columns), packing.saves_work(columns, every_rank=True)]))
+# one file per process: two processes printing to one pipe can interleave their lines
+with open(sys.argv[1] + f"/answer-{{rank}}.json", "w") as f:
+    json.dump([rank, packing.saves_work(columns), packing.saves_work(columns, every_rank=True)], f)
 dist.destroy_process_group()
 """
 
@@ -130,7 +132,7 @@ def test_every_torchrun_process_takes_the_same_packing_choice(tmp_path):
     script = tmp_path / "agree.py"
     script.write_text(AGREE.format(root=ROOT))
     result = run_script("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-                        OMP_NUM_THREADS="1")
+                        str(tmp_path), OMP_NUM_THREADS="1")
     assert result.returncode == 0, result.stderr[-3000:]
-    answers = sorted(json.loads(line) for line in result.stdout.splitlines() if line.startswith("["))
+    answers = sorted(json.loads((tmp_path / f"answer-{rank}.json").read_text()) for rank in (0, 1))
     assert answers == [[0, False, True], [1, True, True]]
