@@ -149,9 +149,15 @@ def read_qrels(folder, split):
 def train_pairs(folder, split="train"):
     """(query text, document text), one per positive qrel of `split`. A qrel naming a query or document the
     folder does not have is an error: a pair cannot be made up. One naming an empty text (dropped with a
-    warning) makes no pair: there is nothing to learn from it."""
+    warning) makes no pair: there is nothing to learn from it.
+
+    A pair of texts met twice is kept once (said in one note): a folder can list one query text under two ids
+    (SciFact's queries.jsonl does, for 2 claims), and the same text pair twice is one example trained twice an
+    epoch, twice the weight of any other. A duplicate-free batch never holds both copies, so nothing else is
+    gained; the miner keeps one row per pair for the same reason (sentence-transformers' mine_hard_negatives
+    does too)."""
     (documents, no_text), (queries, no_query) = read_corpus(folder), read_query_file(folder)
-    path, pairs = qrels_path(folder, split), []
+    path, pairs = qrels_path(folder, split), {}
     for q, d in read_qrels(folder, split):
         if q in no_query or d in no_text:
             continue
@@ -159,10 +165,14 @@ def train_pairs(folder, split="train"):
             raise DataError(f"{path}: query {q!r} is not in {os.path.join(folder, 'queries.jsonl')}")
         if d not in documents:
             raise DataError(f"{path}: document {d!r} is not in {os.path.join(folder, 'corpus.jsonl')}")
-        pairs.append((queries[q], documents[d]))
+        pairs[queries[q], documents[d]] = pairs.get((queries[q], documents[d]), 0) + 1
     if not pairs:
         raise DataError(f"{path}: no (query, document) pair left: every positive judgement names an empty text")
-    return pairs
+    repeated = sum(count > 1 for count in pairs.values())
+    if repeated:
+        print(f"note: {path}: {repeated} (query, document) pair(s) of texts judged more than once (the same "
+              "query text under several ids) are kept once", file=sys.stderr)
+    return list(pairs)
 
 
 def documents(folder):

@@ -109,6 +109,19 @@ def test_training_pairs_refuse_missing_ids_and_skip_empty_texts(tmp_path, capsys
         beir.train_pairs(folder)
 
 
+def test_a_query_text_listed_under_two_ids_gives_its_pair_once(tmp_path, capsys):
+    """SciFact's queries.jsonl lists 2 claims under two ids each, judged against the same documents: as text pairs
+    they are one training example, kept once in first-seen order (twice, it would weigh double every epoch)."""
+    queries = [*QUERIES, {"_id": "q3", "text": "what purrs"}]
+    folder = write_beir(tmp_path, DOCS, queries, ["q1\td1\t1", "q2\td2\t1", "q3\td1\t1", "q3\td3\t1"],
+                        split="train")
+    assert beir.train_pairs(folder) == [("what purrs", "Cats cats purr"), ("what barks", "dogs bark"),
+                                        ("what purrs", "birds sing")]
+    [note] = capsys.readouterr().err.splitlines()
+    assert note == (f"note: {tmp_path / 'qrels' / 'train.tsv'}: 1 (query, document) pair(s) of texts judged more "
+                    "than once (the same query text under several ids) are kept once")
+
+
 def test_hub_data_gets_the_same_checks(monkeypatch, capsys):
     import datasets
     tables = {"corpus": {"_id": ["d1", "d2", "d1"], "title": ["T", "", ""], "text": [None, "b", "c"]},
