@@ -12,7 +12,7 @@ lacks, are dropped with one counted `warning:` line each on stderr.
 import json
 import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from mnr.errors import DataError
 from mnr.table_file import columns_of, load_table
@@ -154,10 +154,10 @@ def train_pairs(folder, split="train"):
     A pair of texts met twice is kept once (said in one note): a folder can list one query text under two ids
     (SciFact's queries.jsonl does, for 2 claims), and the same text pair twice is one example trained twice an
     epoch, twice the weight of any other. A duplicate-free batch never holds both copies, so nothing else is
-    gained; the miner keeps one row per pair for the same reason (sentence-transformers' mine_hard_negatives
-    does too)."""
+    gained. The miner reads its pairs here, so it writes one row per pair, as sentence-transformers'
+    mine_hard_negatives does."""
     (documents, no_text), (queries, no_query) = read_corpus(folder), read_query_file(folder)
-    path, pairs = qrels_path(folder, split), {}
+    path, pairs = qrels_path(folder, split), Counter()  # insertion-ordered: first-seen order
     for q, d in read_qrels(folder, split):
         if q in no_query or d in no_text:
             continue
@@ -165,13 +165,13 @@ def train_pairs(folder, split="train"):
             raise DataError(f"{path}: query {q!r} is not in {os.path.join(folder, 'queries.jsonl')}")
         if d not in documents:
             raise DataError(f"{path}: document {d!r} is not in {os.path.join(folder, 'corpus.jsonl')}")
-        pairs[queries[q], documents[d]] = pairs.get((queries[q], documents[d]), 0) + 1
+        pairs[queries[q], documents[d]] += 1
     if not pairs:
         raise DataError(f"{path}: no (query, document) pair left: every positive judgement names an empty text")
     repeated = sum(count > 1 for count in pairs.values())
     if repeated:
         print(f"note: {path}: {repeated} (query, document) pair(s) of texts judged more than once (the same "
-              "query text under several ids) are kept once", file=sys.stderr)
+              "texts under several ids, or a judgement repeated) are kept once", file=sys.stderr)
     return list(pairs)
 
 

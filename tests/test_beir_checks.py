@@ -119,7 +119,7 @@ def test_a_query_text_listed_under_two_ids_gives_its_pair_once(tmp_path, capsys)
                                         ("what purrs", "birds sing")]
     [note] = capsys.readouterr().err.splitlines()
     assert note == (f"note: {tmp_path / 'qrels' / 'train.tsv'}: 1 (query, document) pair(s) of texts judged more "
-                    "than once (the same query text under several ids) are kept once")
+                    "than once (the same texts under several ids, or a judgement repeated) are kept once")
 
 
 def test_hub_data_gets_the_same_checks(monkeypatch, capsys):
