@@ -18,7 +18,7 @@ import torch
 from mnr.files import read_json
 from mnr.hub import NLI_HUB_DATASETS, STS_HUB, hub_id
 from mnr.matryoshka import parse_dims
-from mnr.models import pooling_source, pooling_table, st_pooling_key
+from mnr.models import SBERT_CONFIG, pooling_source, pooling_table, st_pooling_key
 
 # --loss -> (the sentence-transformers class that computes the same loss, for the hub's loss: tag; its name here).
 # A loss not in this table (one a user added to train_bidirectional.LOSSES) is described by its docstring's first
@@ -333,7 +333,7 @@ def write_model_card(folder, config, facts=None):
     name = os.path.basename(os.path.normpath(path))
     kinds = [module_kind(m) for m in read_json(os.path.join(folder, "modules.json"), [])]
     size = read_json(os.path.join(folder, "1_Pooling", "config.json"), {}).get("word_embedding_dimension")
-    max_length = read_json(os.path.join(folder, "sentence_bert_config.json"), {}).get(
+    max_length = read_json(os.path.join(folder, SBERT_CONFIG), {}).get(
         "max_seq_length", config.get("MAX_LENGTH"))
     dims = matryoshka_dims(config)
     lines = [*front_matter(config, facts, name), "", f"# {name}", "", intro(config, facts, kinds, size, max_length), ""]

@@ -18,6 +18,7 @@ from mnr import hub
 from mnr.packing import PADDING_OFFSET_TYPES
 from mnr.errors import ConfigError, ModelError, first_line
 
+SBERT_CONFIG = "sentence_bert_config.json"  # sentence-transformers' max_seq_length and do_lower_case
 MAX_LENGTH = 128  # tokens kept per text when nothing else says: the tutorial's limit, and the scripts' default
 # A model ready to embed texts: the transformer, its tokenizer, and how token vectors become one vector.
 SentenceEncoder = collections.namedtuple("SentenceEncoder", "model tokenizer pooling max_length")
@@ -122,9 +123,9 @@ def check_weights(folder):
 def check_sentence_transformers_files(folder, limit):
     """sentence_bert_config.json and 1_Pooling/config.json, when there: JSON objects, and a max_seq_length the
     model's positions can hold (`limit`; None: unbounded)."""
-    st_config = folder_json(folder, "sentence_bert_config.json")
+    st_config = folder_json(folder, SBERT_CONFIG)
     if st_config and st_config.get("max_seq_length") is not None:  # null: sentence-transformers' "no limit set"
-        length, path = st_config["max_seq_length"], os.path.join(folder, "sentence_bert_config.json")
+        length, path = st_config["max_seq_length"], os.path.join(folder, SBERT_CONFIG)
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
             raise ModelError(f"{path}: max_seq_length must be a positive whole number, got {length!r}")
         if limit is not None and length > limit:
@@ -362,7 +363,7 @@ def saved_pooling(folder):
 
 def saved_max_length(folder, model):
     """The folder's max_seq_length (check_model_folder vetted it), else MAX_LENGTH cut to the model's positions."""
-    st_config = (folder_json(folder, "sentence_bert_config.json") if os.path.isdir(folder) else None) or {}
+    st_config = (folder_json(folder, SBERT_CONFIG) if os.path.isdir(folder) else None) or {}
     limit = position_limit(model.config.to_dict())
     return st_config.get("max_seq_length") or (MAX_LENGTH if limit is None else min(MAX_LENGTH, limit))
 

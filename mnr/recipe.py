@@ -17,7 +17,7 @@ from mnr import beir, prompts, sts
 from mnr.errors import ConfigError, DataError
 from mnr.files import ROOT, read_json, write_json
 from mnr.flags import block_defaults
-from mnr.models import MAX_LENGTH, SentenceEncoder, folder_json, load_model
+from mnr.models import MAX_LENGTH, SBERT_CONFIG, SentenceEncoder, folder_json, load_model
 from mnr.precision import autocast, resolve
 from pooling import embed_columns, encode
 
@@ -97,9 +97,8 @@ def max_length_rule(model, recorded_length):
     """The recipe's max length for start model `model`: its own max_seq_length (sentence_bert_config.json), the
     length it was trained and is used at, as the recorded 256 was all-MiniLM-L6-v2's, not a length tuned on
     SciFact; the recorded one where the model declares none. -> (length, what to say at start)."""
-    wanted = "sentence_bert_config.json"
-    folder = prompts.model_folder(model, wanted)  # a hub model's too: fetched when the hub answers
-    own = ((folder_json(folder, wanted) if folder else None) or {}).get("max_seq_length")
+    folder = prompts.model_folder(model, SBERT_CONFIG)  # a hub model's too: fetched when the hub answers
+    own = ((folder_json(folder, SBERT_CONFIG) if folder else None) or {}).get("max_seq_length")
     if own is None:
         return recorded_length, (f"max length: {recorded_length}, as recorded ({model} declares no "
                                  "max_seq_length in a sentence_bert_config.json)")

@@ -16,7 +16,7 @@ from mnr import outdir, prompts
 from mnr.errors import SaveError, first_line
 from mnr.files import follow_umask, read_json, removed_on_failure, temporary_folder, write_json
 from mnr.model_card import module_kind, write_model_card
-from mnr.models import MAX_LENGTH, cached_folder, pooling_table, st_pooling_key
+from mnr.models import MAX_LENGTH, SBERT_CONFIG, cached_folder, pooling_table, st_pooling_key
 
 def start_model_folder(name):
     """The start model (--model-name) on disk: the folder itself, or its snapshot in the local Hugging Face cache;
@@ -61,7 +61,7 @@ def sentence_bert_config(start, config, facts):
     keeps the saved model encoding long inputs as the start model did. A MAX_LENGTH the user chose is kept."""
     default = (facts or {}).get("defaults", {}).get("MAX_LENGTH", MAX_LENGTH)
     st_config = {"max_seq_length": config["MAX_LENGTH"], "do_lower_case": False}
-    st_config.update(read_json(os.path.join(start, "sentence_bert_config.json"), {}) if start else {})
+    st_config.update(read_json(os.path.join(start, SBERT_CONFIG), {}) if start else {})
     if config["MAX_LENGTH"] != default:
         st_config["max_seq_length"] = config["MAX_LENGTH"]
     return st_config
@@ -83,7 +83,7 @@ def write_sentence_transformers_files(model, folder, start, config, facts=None):
     A pooling sentence-transformers cannot express (None in pooling.py's table) gets no modules.json: with one,
     sentence-transformers would load the folder with some other pooling and say nothing; without, it says it
     found no sentence-transformers model. Our loaders read POOLING from training_config.json instead."""
-    write_json(os.path.join(folder, "sentence_bert_config.json"), sentence_bert_config(start, config, facts))
+    write_json(os.path.join(folder, SBERT_CONFIG), sentence_bert_config(start, config, facts))
     write_json(os.path.join(folder, "training_config.json"), config)
     key = st_pooling_key(config["POOLING"])
     if key is None:
