@@ -40,7 +40,7 @@ from mnr import outdir, prompts, recipe, report, retrieval, samplers, sts
 from mnr.errors import ConfigError, exit_on_input_error
 from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
 from mnr.precision import resolve
-from mnr.stats import mean_std, paired_bootstrap
+from mnr.stats import mean_std, paired_over_seeds
 from mnr.flags import new_parser, parse_flags
 from mnr.models import load_encoder, packaged_minilm
 from mnr.presets import MINED, PRESETS, STS  # the tables of runs (mnr/presets.py): data, not code
@@ -292,14 +292,14 @@ def compare_with_baseline(rows, baseline, metric="ndcg@10"):
     """Each row's `metric` minus the baseline row's, with a paired bootstrap 95 % interval over the queries
     (mnr/stats.py): a row's per-query score is its mean over the seeds, so the interval is about the queries and
     the seed spread stays the ± next to it. An interval that excludes 0 is a difference these queries show."""
-    per_query = {r["run"]: [statistics.mean(q) for q in zip(*(s["per_query"][metric] for s in r["per_seed"]))]
+    per_query = {r["run"]: [s["per_query"][metric] for s in r["per_seed"]]
                  for r in rows if r["per_seed"] and "per_query" in r["per_seed"][0]}
     if baseline not in per_query:
         print(f"no run named {baseline!r} with per-query scores: no differences to it", flush=True)
         return
     for r in rows:
         if r["run"] in per_query and r["run"] != baseline:
-            r[f"{metric}_delta"], low, high = paired_bootstrap(per_query[r["run"]], per_query[baseline])
+            r[f"{metric}_delta"], low, high = paired_over_seeds(per_query[r["run"]], per_query[baseline])
             r[f"{metric}_delta_ci95"] = [low, high]
 
 

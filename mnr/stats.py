@@ -31,3 +31,12 @@ def paired_bootstrap(a, b, resamples=10_000, confidence=0.95, seed=0):
     tail = (1 - confidence) / 2
     low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
     return differences.mean().item(), low, high
+
+
+def paired_over_seeds(a_per_seed, b_per_seed, resamples=10_000, confidence=0.95, seed=0):
+    """Two recipes, each trained with several seeds: a_per_seed, b_per_seed are lists (one per seed) of per-query
+    scores, the queries in the same order -> paired_bootstrap of the per-query means over each recipe's seeds.
+    Averaging over the seeds first makes the interval about the queries alone; the seed spread is told beside
+    it (mean_std of the seeds' scores). The two may have different numbers of seeds."""
+    means = [[statistics.mean(q) for q in zip(*per_seed)] for per_seed in (a_per_seed, b_per_seed)]
+    return paired_bootstrap(*means, resamples=resamples, confidence=confidence, seed=seed)
