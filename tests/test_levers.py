@@ -251,19 +251,20 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     # Batch 4 for every run (24 train pairs), before each run's own flags as the preset's batch size would be.
     runs = [(name, short, [command[0], "--batch-size", "4", *command[1:]])
             for name, short, command in shrunk(compare_runs.PRESETS["scifact"]["runs"], {"128": "8", "32": "4"})
-            if short in ("mnr", "mined", "mined-batch128", "clustered")]
+            if short in ("mnr", "mined", "mined-batch128", "clustered", "mined-top100-epochs5")]
     # The random tiny model scores every text alike: the 5 % margin would leave no negative, and its top-1 is the
     # same document for most queries (which no batch could hold twice); so no margin, and a random one of the top 30.
     mine = dict(compare_runs.PRESETS["scifact"]["mine"],
-                mined=["--num-negatives", "1", "--relative-margin", "0", "--sampling", "random"])
+                mined=["--num-negatives", "1", "--relative-margin", "0", "--sampling", "random"],
+                **{"mined-top100": ["--num-negatives", "1", "--relative-margin", "0", "--sampling", "random"]})
     preset = dict(compare_runs.PRESETS["scifact"], train=folder, beir=[folder, "dev"], sts=small_sts, runs=runs,
-                  mine=mine, flags=["--max-steps", "2", "--max-length", "64"])
+                  mine=mine, flags=["--max-steps", "2", "--max-length", "64", "--epochs", "3"])
     monkeypatch.setitem(compare_runs.PRESETS, "scifact", preset)
     out = tmp_path / "out"
     compare_runs.main(["--preset", "scifact", "--model-name", tiny_model_dir, "--output-dir", str(out),
                        "--seeds", "1"])
     rows = {r["run"]: r for r in json.load(open(out / "results.json"))}
-    assert len(rows) == 5 and all(r["ndcg@10"] >= 0 and "recall@100" in r and "sts_test" in r for r in rows.values())
+    assert len(rows) == 6 and all(r["ndcg@10"] >= 0 and "recall@100" in r and "sts_test" in r for r in rows.values())
     # every row but plain MNR: its ndcg@10 difference to plain MNR over the same 6 dev queries, with an interval
     baseline = rows["MNR, in-batch negatives only"]
     assert "ndcg@10_delta" not in baseline and len(baseline["per_seed"][0]["per_query"]["ndcg@10"]) == 6
@@ -285,8 +286,13 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     assert len(clustered) == 1 and clustered[0][clustered[0].index("--train-data") + 1] == folder
     config = json.load(open(out / "clustered" / "training_config.json"))
     assert config["BATCH_SAMPLER"] == "clustered" and config["MAX_LENGTH"] == 64
+    assert config["EPOCHS"] == 3  # the preset's flag
+    assert json.load(open(out / "mined-top100-epochs5" / "training_config.json"))["EPOCHS"] == 5  # the run's wins
+    epochs5 = rows["+ 1 mined negative from the top 100, 5 epochs"]["commands"]
+    assert [c[0] for c in epochs5] == ["mine_negatives.py", "train_mnr.py"]  # mined-top100's settings, aliased
+    assert epochs5[0][epochs5[0].index("--sampling") + 1] == "random"
     table = open(out / "results.md").read()
-    assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 7  # header, rule, 5 rows
+    assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 8  # header, rule, 6 rows
     assert "[95 % CI over queries]" in table and "Machine: " in table
 
 
