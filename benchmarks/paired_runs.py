@@ -18,9 +18,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from evaluate_retrieval import check_models  # noqa: E402
 from mnr import prompts  # noqa: E402
 from mnr.errors import ConfigError, exit_on_input_error  # noqa: E402
+from mnr.models import check_model_names  # noqa: E402
 from mnr.retrieval import METRICS, evaluate, load_beir  # noqa: E402
 from mnr.scoring import load_scored_encoder  # noqa: E402
 from mnr.stats import mean_std, paired_over_seeds  # noqa: E402
@@ -80,7 +80,7 @@ def main(argv=None):
             raise ConfigError(f"--runs has {len(args.runs)} models and --baseline {len(args.baseline)}: give one "
                               "per seed to each, in the same seed order")
         task = load_beir(args.beir, args.split)
-        check_models(args.runs + args.baseline)  # all of them, before minutes go into scoring the first
+        check_model_names(args.runs + args.baseline)  # all of them, before minutes go into scoring the first
         result = compare(args.runs, args.baseline, task, f"{args.beir} ({args.split})", args.metric)
     print(json.dumps(result, indent=2) if args.json else markdown(result))
 
