@@ -26,22 +26,22 @@ from mnr.scoring import load_scored_encoder  # noqa: E402
 from mnr.stats import mean_std, paired_over_seeds  # noqa: E402
 
 
-def per_query_scores(models, task, what, metric):
-    """Each model's per-query `metric` on the task, in the task's query order, with the model's own prompts."""
-    scores = []
+def scored(models, task, what):
+    """Each model's retrieval figures on the task, with "per_query" (the task's query order), its own prompts."""
+    results = []
     for model in models:
         encoder = load_scored_encoder(model, what, None)
         prompted = prompts.prompted_task(task, *prompts.saved_prompts(model))
-        scores.append(evaluate(encoder, prompted, progress=True, per_query=True)["per_query"][metric])
-    return scores
+        results.append(evaluate(encoder, prompted, progress=True, per_query=True))
+    return results
 
 
 def compare(runs, baseline, task, what, metric="ndcg@10"):
     """-> the comparison as a dict: per model its figure, per recipe mean and std over its seeds, the difference
     of the means with its paired interval over the queries, and the per-seed differences."""
-    a, b = (per_query_scores(models, task, what, metric) for models in (runs, baseline))
-    a_means, b_means = ([sum(q) / len(q) for q in per_seed] for per_seed in (a, b))
-    delta, low, high = paired_over_seeds(a, b)
+    a, b = (scored(models, task, what) for models in (runs, baseline))
+    a_means, b_means = ([r[metric] for r in results] for results in (a, b))
+    delta, low, high = paired_over_seeds(*([r["per_query"][metric] for r in results] for results in (a, b)))
     return {"metric": metric, "queries": len(task["queries"]),
             "runs": [{"model": m, metric: x} for m, x in zip(runs, a_means)],
             "baseline": [{"model": m, metric: y} for m, y in zip(baseline, b_means)],

@@ -254,9 +254,8 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
             if short in ("mnr", "mined", "mined-batch128", "clustered", "mined-top100-epochs5")]
     # The random tiny model scores every text alike: the 5 % margin would leave no negative, and its top-1 is the
     # same document for most queries (which no batch could hold twice); so no margin, and a random one of the top 30.
-    mine = dict(compare_runs.PRESETS["scifact"]["mine"],
-                mined=["--num-negatives", "1", "--relative-margin", "0", "--sampling", "random"],
-                **{"mined-top100": ["--num-negatives", "1", "--relative-margin", "0", "--sampling", "random"]})
+    random_top30 = ["--num-negatives", "1", "--relative-margin", "0", "--sampling", "random"]
+    mine = dict(compare_runs.PRESETS["scifact"]["mine"], mined=random_top30, **{"mined-top100": random_top30})
     preset = dict(compare_runs.PRESETS["scifact"], train=folder, beir=[folder, "dev"], sts=small_sts, runs=runs,
                   mine=mine, flags=["--max-steps", "2", "--max-length", "64", "--epochs", "3"])
     monkeypatch.setitem(compare_runs.PRESETS, "scifact", preset)
