@@ -1,0 +1,135 @@
+"""A model soup: the uniform average of the weights of several runs fine-tuned from the same start model (Wortsman
+et al. 2022, "Model soups"; BAAI's LM-Cocktail merges embedding models the same way). Runs that differ only in
+their seed end in the same basin of the loss, so the average of their weights is itself a good model, and often
+better than each: their seed-to-seed wobble partly cancels. One model out, no training, no extra inference cost.
+
+    python benchmarks/model_soup.py output/s5/epochs5-seed42 output/s5/epochs5-seed43 output/s5/epochs5-seed44 \\
+        --output-dir output/s6/soup-epochs5
+
+The soup takes every file but the weights from the first run (config, tokenizer, pooling, prompts), so the runs
+must share them: the same tensor names and shapes, the same config.json and tokenizer; files of the user's in
+the first run's folder are not copied. The folder is written
+under a temporary name and renamed into place; an existing --output-dir is never replaced. Its README.md names
+the runs it averages. A tool for dev-choices.md's pilots, not a training script: the soup's figure is one model's,
+so compare soups with soups (several, of disjoint seeds) before calling it better than a run.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+from mnr import outdir  # noqa: E402
+from mnr.errors import ConfigError, exit_on_input_error  # noqa: E402
+from mnr.files import temporary_folder  # noqa: E402
+from mnr.models import check_model_names  # noqa: E402
+
+WEIGHTS = "model.safetensors"
+SHARED = ("config.json", "tokenizer.json")  # what the runs must have alike, byte for byte (after parsing)
+# What describes one run rather than the soup: left out of the copy of the first run's folder.
+ONE_RUN = {WEIGHTS, "README.md", "train_log.jsonl", "training_config.json", "scores.json", "command.json",
+           outdir.MANIFEST, outdir.LOCK, outdir.IN_PROGRESS_LOG}
+
+
+def read_weights(folder):
+    path = os.path.join(folder, WEIGHTS)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{folder}: has no {WEIGHTS} (a sharded or .bin model is not averaged here)")
+    return load_file(path)
+
+
+def same_files(folders):
+    """Refuse, naming the folder, a run whose config or tokenizer differs from the first run's."""
+    for name in SHARED:
+        first = os.path.join(folders[0], name)
+        if not os.path.isfile(first):
+            continue
+        with open(first, encoding="utf-8") as f:
+            expected = json.load(f)
+        for folder in folders[1:]:
+            path = os.path.join(folder, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    other = json.load(f)
+            except (OSError, ValueError):
+                other = None
+            if other != expected:
+                raise ConfigError(f"{path}: differs from {first}: a soup averages runs of one model (same start)")
+
+
+def average(folders):
+    """-> {tensor name: the mean of the runs' tensors}, computed in float64 and stored in the first run's dtype."""
+    runs = [read_weights(folder) for folder in folders]
+    first = runs[0]
+    for folder, weights in zip(folders[1:], runs[1:]):
+        if weights.keys() != first.keys():
+            odd = sorted(weights.keys() ^ first.keys())[0]
+            raise ConfigError(f"{folder}: its tensors differ from {folders[0]}'s (first: {odd})")
+        for name, tensor in weights.items():
+            if tensor.shape != first[name].shape:
+                raise ConfigError(f"{folder}: {name} has shape {list(tensor.shape)}, {folders[0]} "
+                                  f"{list(first[name].shape)}")
+    soup = {}
+    for name, tensor in first.items():
+        if not tensor.is_floating_point():  # integer buffers (position ids): alike in every run, kept as they are
+            if any(not torch.equal(weights[name], tensor) for weights in runs[1:]):
+                raise ConfigError(f"{name}: an integer tensor that differs between the runs cannot be averaged")
+            soup[name] = tensor
+            continue
+        soup[name] = (sum(weights[name].double() for weights in runs) / len(runs)).to(tensor.dtype)
+    return soup
+
+
+def readme(folders):
+    runs = "\n".join(f"- {folder}" for folder in folders)
+    return (f"# A model soup of {len(folders)} runs\n\nThe uniform average of these runs' weights "
+            f"(benchmarks/model_soup.py); every other file is the first run's:\n\n{runs}\n")
+
+
+def write_soup(folders, output_dir):
+    """The soup into `output_dir`, which must not exist yet: written beside it, then renamed into place."""
+    if os.path.lexists(output_dir):
+        raise ConfigError(f"--output-dir {output_dir}: already exists; give a new folder (a soup never replaces one)")
+    soup = average(folders)
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = temporary_folder(parent, os.path.basename(output_dir))
+    try:
+        listed = outdir.read_manifest(folders[0]) or set()
+        for entry in os.listdir(folders[0]):  # a model's files only: none of the user's, none of one run's
+            src = os.path.join(folders[0], entry)
+            model_file = entry in listed or entry in outdir.SAVED_NAMES or outdir.MODULE_FOLDER.match(entry)
+            if not model_file or entry in ONE_RUN or outdir.CHECKPOINT.match(entry):
+                continue
+            (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(tmp, entry))
+        save_file(soup, os.path.join(tmp, WEIGHTS), metadata={"format": "pt"})
+        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
+            f.write(readme(folders))
+        outdir.write_manifest(tmp)
+        os.rename(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="two or more model folders fine-tuned from the same start model")
+    parser.add_argument("--output-dir", required=True, help="a new folder for the soup")
+    args = parser.parse_args(argv)
+    with exit_on_input_error():
+        if len(args.runs) < 2:
+            raise ConfigError("give two or more model folders to average")
+        check_model_names(args.runs)
+        same_files(args.runs)
+        write_soup(args.runs, args.output_dir)
+    print(f"wrote {args.output_dir}: the average of {len(args.runs)} runs' weights")
+
+
+if __name__ == "__main__":
+    main()
