@@ -26,20 +26,24 @@ from mnr.scoring import load_scored_encoder  # noqa: E402
 from mnr.stats import mean_std, paired_over_seeds  # noqa: E402
 
 
-def scored(models, task, what):
-    """Each model's retrieval figures on the task, with "per_query" (the task's query order), its own prompts."""
-    results = []
+def scored(models, task, what, done=None):
+    """Each model's retrieval figures on the task, with "per_query" (the task's query order), its own prompts.
+    `done`: figures already computed, by folder: a folder named twice (a soup against the runs it averages, given
+    as --runs SOUP SOUP SOUP) is scored once."""
+    done = {} if done is None else done
     for model in models:
-        encoder = load_scored_encoder(model, what, None)
-        prompted = prompts.prompted_task(task, *prompts.saved_prompts(model))
-        results.append(evaluate(encoder, prompted, progress=True, per_query=True))
-    return results
+        if os.path.realpath(model) not in done:
+            encoder = load_scored_encoder(model, what, None)
+            prompted = prompts.prompted_task(task, *prompts.saved_prompts(model))
+            done[os.path.realpath(model)] = evaluate(encoder, prompted, progress=True, per_query=True)
+    return [done[os.path.realpath(model)] for model in models]
 
 
 def compare(runs, baseline, task, what, metric="ndcg@10"):
     """-> the comparison as a dict: per model its figure, per recipe mean and std over its seeds, the difference
     of the means with its paired interval over the queries, and the per-seed differences."""
-    a, b = (scored(models, task, what) for models in (runs, baseline))
+    done = {}
+    a, b = (scored(models, task, what, done) for models in (runs, baseline))
     a_means, b_means = ([r[metric] for r in results] for results in (a, b))
     delta, low, high = paired_over_seeds(*([r["per_query"][metric] for r in results] for results in (a, b)))
     return {"metric": metric, "queries": len(task["queries"]),

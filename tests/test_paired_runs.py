@@ -40,8 +40,14 @@ def test_figures_and_paired_difference_match_an_independent_computation(tiny_mod
     assert result["queries"] == len(task["queries"])
 
 
-def test_the_table_shows_each_seed_and_the_interval(tiny_model_dir, words_model_dir, capsys):
-    paired_runs.main(["--beir", SAMPLE, "--runs", tiny_model_dir, "--baseline", words_model_dir])
+def test_the_table_shows_each_seed_and_the_interval(tiny_model_dir, words_model_dir, capsys, monkeypatch):
+    # a soup against the runs it averages: the soup named once per seed, and scored once
+    scored = []
+    monkeypatch.setattr(paired_runs, "evaluate", lambda encoder, *a, **k: scored.append(encoder) or evaluate(
+        encoder, *a, **k))
+    paired_runs.main(["--beir", SAMPLE, "--runs", tiny_model_dir, tiny_model_dir + os.sep,
+                      "--baseline", words_model_dir, tiny_model_dir])
+    assert len(scored) == 2
     table = capsys.readouterr().out
     assert "| 1 |" in table and "| mean ± std |" in table and "paired bootstrap 95 %" in table
 
