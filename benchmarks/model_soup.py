@@ -26,14 +26,14 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from mnr import outdir  # noqa: E402
 from mnr.errors import ConfigError, exit_on_input_error  # noqa: E402
-from mnr.files import temporary_folder  # noqa: E402
+from mnr.files import removed_on_failure, temporary_folder  # noqa: E402
 from mnr.models import check_model_names  # noqa: E402
 
 WEIGHTS = "model.safetensors"
 SHARED = ("config.json", "tokenizer.json")  # what the runs must have alike, byte for byte (after parsing)
 # What describes one run rather than the soup: left out of the copy of the first run's folder.
 ONE_RUN = {WEIGHTS, "README.md", "train_log.jsonl", "training_config.json", "scores.json", "command.json",
-           outdir.MANIFEST, outdir.LOCK, outdir.IN_PROGRESS_LOG}
+           outdir.MANIFEST}
 
 
 def read_weights(folder):
@@ -99,7 +99,7 @@ def write_soup(folders, output_dir):
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = temporary_folder(parent, os.path.basename(output_dir))
-    try:
+    with removed_on_failure(tmp, f"--output-dir {output_dir}: could not write the soup ({{reason}})"):
         listed = outdir.read_manifest(folders[0]) or set()
         for entry in os.listdir(folders[0]):  # a model's files only: none of the user's, none of one run's
             src = os.path.join(folders[0], entry)
@@ -112,9 +112,6 @@ def write_soup(folders, output_dir):
             f.write(readme(folders))
         outdir.write_manifest(tmp)
         os.rename(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def main(argv=None):

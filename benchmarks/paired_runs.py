@@ -26,11 +26,10 @@ from mnr.scoring import load_scored_encoder  # noqa: E402
 from mnr.stats import mean_std, paired_over_seeds  # noqa: E402
 
 
-def scored(models, task, what, done=None):
+def scored(models, task, what, done):
     """Each model's retrieval figures on the task, with "per_query" (the task's query order), its own prompts.
     `done`: figures already computed, by folder: a folder named twice (a soup against the runs it averages, given
     as --runs SOUP SOUP SOUP) is scored once."""
-    done = {} if done is None else done
     for model in models:
         if os.path.realpath(model) not in done:
             encoder = load_scored_encoder(model, what, None)
