@@ -25,15 +25,17 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from mnr import outdir  # noqa: E402
+from mnr.checkpoint import STATE_FILE  # noqa: E402
 from mnr.errors import ConfigError, exit_on_input_error  # noqa: E402
 from mnr.files import removed_on_failure, temporary_folder  # noqa: E402
 from mnr.models import check_model_names  # noqa: E402
 
 WEIGHTS = "model.safetensors"
 SHARED = ("config.json", "tokenizer.json")  # what the runs must have alike, byte for byte (after parsing)
-# What describes one run rather than the soup: left out of the copy of the first run's folder.
+# What describes one run rather than the soup: left out of the copy of the first run's folder. A checkpoint's
+# training state (optimiser moments, RNG) belongs to its own step: a soup of checkpoints is a model, not a resume.
 ONE_RUN = {WEIGHTS, "README.md", "train_log.jsonl", "training_config.json", "scores.json", "command.json",
-           outdir.MANIFEST}
+           outdir.MANIFEST, STATE_FILE}
 
 
 def read_weights(folder):

@@ -80,3 +80,17 @@ def test_runs_of_another_model_are_refused_naming_the_folder(runs, tmp_path, tin
                    str(other), "shape")
     one_line_error(lambda: model_soup.main([runs[0], "--output-dir", str(tmp_path / "soup")]), "two or more")
     assert not os.path.exists(tmp_path / "soup")
+
+
+def test_a_soup_of_one_runs_checkpoints_leaves_their_training_state_out(runs, tmp_path):
+    """Checkpoints along one run (--save-every) average as runs do (latest weight averaging); each one's
+    training_state.pt (optimiser moments, RNG of its step) is the step's, not the soup's: never copied."""
+    from mnr import outdir
+    from mnr.checkpoint import STATE_FILE
+    for run in runs:
+        torch.save({"step": 1}, os.path.join(run, STATE_FILE))
+        outdir.write_manifest(run)  # listed as the checkpoint's own file, as mnr/checkpoint.py lists it
+    soup = str(tmp_path / "soup")
+    model_soup.main([*runs, "--output-dir", soup])
+    assert not os.path.exists(os.path.join(soup, STATE_FILE))
+    assert os.path.isfile(os.path.join(soup, "config.json"))
