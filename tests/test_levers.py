@@ -10,12 +10,13 @@ import os
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import compare_runs
 import data_prep
 import train_mnr
 from conftest import SAMPLE_DIR, run_in_process, write_tsv
-from mnr import samplers
+from mnr import recipe, samplers
 from mnr.errors import ConfigError
 from mnr.tables import load_train_data
 
@@ -251,7 +252,8 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     # Batch 4 for every run (24 train pairs), before each run's own flags as the preset's batch size would be.
     runs = [(name, short, [command[0], "--batch-size", "4", *command[1:]])
             for name, short, command in shrunk(compare_runs.PRESETS["scifact"]["runs"], {"128": "8", "32": "4"})
-            if short in ("mnr", "mined", "mined-batch128", "clustered", "mined-top100-epochs5")]
+            if short in ("mnr", "mined", "mined-batch128", "clustered", "mined-top100-epochs5",
+                         "mined-top100-epochs5-soup3")]
     # The random tiny model scores every text alike: the 5 % margin would leave no negative, and its top-1 is the
     # same document for most queries (which no batch could hold twice); so no margin, and a random one of the top 30.
     random_top30 = ["--num-negatives", "1", "--relative-margin", "0", "--sampling", "random"]
@@ -263,7 +265,7 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     compare_runs.main(["--preset", "scifact", "--model-name", tiny_model_dir, "--output-dir", str(out),
                        "--seeds", "1"])
     rows = {r["run"]: r for r in json.load(open(out / "results.json"))}
-    assert len(rows) == 6 and all(r["ndcg@10"] >= 0 and "recall@100" in r and "sts_test" in r for r in rows.values())
+    assert len(rows) == 7 and all(r["ndcg@10"] >= 0 and "recall@100" in r and "sts_test" in r for r in rows.values())
     # every row but plain MNR: its ndcg@10 difference to plain MNR over the same 6 dev queries, with an interval
     baseline = rows["MNR, in-batch negatives only"]
     assert "ndcg@10_delta" not in baseline and len(baseline["per_seed"][0]["per_query"]["ndcg@10"]) == 6
@@ -287,11 +289,31 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     assert config["BATCH_SAMPLER"] == "clustered" and config["MAX_LENGTH"] == 64
     assert config["EPOCHS"] == 3  # the preset's flag
     assert json.load(open(out / "mined-top100-epochs5" / "training_config.json"))["EPOCHS"] == 5  # the run's wins
-    epochs5 = rows["+ 1 mined negative from the top 100, 5 epochs"]["commands"]
+    epochs5_name = "+ 1 mined negative from the top 100, 5 epochs"
+    epochs5 = rows[epochs5_name]["commands"]
     assert [c[0] for c in epochs5] == ["mine_negatives.py", "train_mnr.py"]  # mined-top100's settings, aliased
     assert epochs5[0][epochs5[0].index("--sampling") + 1] == "random"
+    # the soup row: its one model (--seeds 1) averages the five-epoch row's seeds 42, 43 and 44, tensor by tensor
+    soup = rows["+ 1 mined negative from the top 100, 5 epochs, soup of 3 runs"]
+    assert [c[0] for c in soup["commands"]] == ["mine_negatives.py", *["train_mnr.py"] * 3, "benchmarks/model_soup.py"]
+    assert soup["commands"][0] == epochs5[0] and soup["commands"][1] == epochs5[1]  # mined once, seed 42 trained once
+    runs = [out / "mined-top100-epochs5", out / "mined-top100-epochs5-seed43", out / "mined-top100-epochs5-seed44"]
+    assert soup["commands"][-1][1:4] == [str(run) for run in runs]
+    weights = [load_file(run / "model.safetensors") for run in runs]
+    for tensor_name, tensor in load_file(out / "mined-top100-epochs5-soup3" / "model.safetensors").items():
+        if tensor.is_floating_point():
+            assert torch.allclose(tensor.double(), sum(w[tensor_name].double() for w in weights) / 3, atol=1e-7)
+    trained_for = [json.load(open(run / "command.json"))["seconds"] for run in runs]
+    assert soup["minutes"] * 60 >= sum(trained_for)  # its cost: three trainings
     table = open(out / "results.md").read()
-    assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 8  # header, rule, 6 rows
+    assert "averages the weights of 3 runs of \"+ 1 mined negative from the top 100, 5 epochs\"" in table
+    # the recipe of --preset beir is one training: never a soup row, even the best one
+    results = json.load(open(out / "results.json"))
+    for row in results:
+        row["ndcg@10"] = 1.0 if row["run"] == soup["run"] else 0.5 if row["run"] == epochs5_name else 0.0
+    json.dump(results, open(tmp_path / "recorded.json", "w"))
+    assert recipe.best_row(str(tmp_path / "recorded.json"))["run"] == epochs5_name
+    assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 9  # header, rule, 7 rows
     assert "[95 % CI over queries]" in table and "Machine: " in table
 
 

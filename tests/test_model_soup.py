@@ -94,3 +94,21 @@ def test_a_soup_of_one_runs_checkpoints_leaves_their_training_state_out(runs, tm
     model_soup.main([*runs, "--output-dir", soup])
     assert not os.path.exists(os.path.join(soup, STATE_FILE))
     assert os.path.isfile(os.path.join(soup, "config.json"))
+
+
+def test_overwrite_replaces_a_soup_of_ours_and_never_a_folder_with_the_users_files(runs, tmp_path):
+    soup = str(tmp_path / "soup")
+    model_soup.main([*runs[:2], "--output-dir", soup])
+    model_soup.main([runs[1], runs[2], "--output-dir", soup, "--overwrite"])  # compare_runs remaking a soup
+    weights = [load_file(os.path.join(run, "model.safetensors")) for run in runs[1:]]
+    for name, tensor in load_file(os.path.join(soup, "model.safetensors")).items():
+        assert torch.allclose(tensor.double(), (weights[0][name].double() + weights[1][name].double()) / 2,
+                              atol=1e-7), name
+    assert runs[2] in open(os.path.join(soup, "README.md")).read()
+    assert not [e for e in os.listdir(tmp_path) if e.startswith(".")]  # neither the old soup nor a temporary left
+    with open(os.path.join(soup, "notes.txt"), "w") as f:
+        f.write("the user's\n")
+    before = load_file(os.path.join(soup, "model.safetensors"))
+    one_line_error(lambda: model_soup.main([*runs[:2], "--output-dir", soup, "--overwrite"]), soup, "notes.txt")
+    assert open(os.path.join(soup, "notes.txt")).read() == "the user's\n"
+    assert all(torch.equal(t, before[n]) for n, t in load_file(os.path.join(soup, "model.safetensors")).items())

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 import compare_runs
 import evaluate_sts
 from conftest import SAMPLE_DIR, run_script
+from mnr import report
 
 pytest.importorskip("sentence_transformers", reason="requirements-bench.txt is not installed")
 pytest.importorskip("accelerate", reason="requirements-bench.txt is not installed")
@@ -130,7 +131,7 @@ def test_compare_runs_presets_with_seeds_smoke(tmp_path, tiny_model_dir, small_e
     if name == "negatives":
         assert (out / "mined-topk-negatives" / "negatives.tsv.gz").exists()
         assert "mined-topk-mining:" in table and "--train-data" in table and "--guide-model" in table
-        assert "rows written:" in table and not compare_runs.PROGRESS_BAR.search(table)  # the report, no bars
+        assert "rows written:" in table and not report.PROGRESS_BAR.search(table)  # the report, no bars
     else:
         assert all(f"sts_test@{d}" in rows[0] for d in (32, 16, 8)) and "STSb test @8" in table
 
