@@ -31,7 +31,10 @@ from mnr.files import removed_on_failure, temporary_folder  # noqa: E402
 from mnr.models import check_model_names  # noqa: E402
 
 WEIGHTS = "model.safetensors"
-SHARED = ("config.json", "tokenizer.json")  # what the runs must have alike, byte for byte (after parsing)
+SHARED = ("config.json", "tokenizer.json")  # what the runs must have alike, as parsed JSON
+# ... but for the tokenizer's padding and truncation: the state of its last call, not the vocabulary (a checkpoint
+# saved mid-training holds the batch's padding, the final folder none), never a difference between models.
+CALL_STATE = {"tokenizer.json": ("padding", "truncation")}
 # What describes one run rather than the soup: left out of the copy of the first run's folder. A checkpoint's
 # training state (optimiser moments, RNG) belongs to its own step: a soup of checkpoints is a model, not a resume.
 ONE_RUN = {WEIGHTS, "README.md", "train_log.jsonl", "training_config.json", "scores.json", "command.json",
@@ -45,22 +48,27 @@ def read_weights(folder):
     return load_file(path)
 
 
+def compared(path, name):
+    """What of the JSON file `path` must be alike between the runs (None where it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return {k: v for k, v in content.items() if k not in CALL_STATE.get(name, ())} if isinstance(content, dict) \
+        else content
+
+
 def same_files(folders):
     """Refuse, naming the folder, a run whose config or tokenizer differs from the first run's."""
     for name in SHARED:
         first = os.path.join(folders[0], name)
         if not os.path.isfile(first):
             continue
-        with open(first, encoding="utf-8") as f:
-            expected = json.load(f)
+        expected = compared(first, name)
         for folder in folders[1:]:
             path = os.path.join(folder, name)
-            try:
-                with open(path, encoding="utf-8") as f:
-                    other = json.load(f)
-            except (OSError, ValueError):
-                other = None
-            if other != expected:
+            if compared(path, name) != expected:
                 raise ConfigError(f"{path}: differs from {first}: a soup averages runs of one model (same start)")
 
 

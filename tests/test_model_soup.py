@@ -1,6 +1,7 @@
 """benchmarks/model_soup.py, the uniform average of several runs' weights: every tensor equals the mean computed
 here independently, the soup loads in sentence-transformers with our embeddings, a user's file is neither copied
 nor overwritten, and runs of different models are refused in one line naming the folder."""
+import json
 import os
 import shutil
 import sys
@@ -87,13 +88,23 @@ def test_a_soup_of_one_runs_checkpoints_leaves_their_training_state_out(runs, tm
     training_state.pt (optimiser moments, RNG of its step) is the step's, not the soup's: never copied."""
     from mnr import outdir
     from mnr.checkpoint import STATE_FILE
-    for run in runs:
+    for run in runs[1:]:
         torch.save({"step": 1}, os.path.join(run, STATE_FILE))
         outdir.write_manifest(run)  # listed as the checkpoint's own file, as mnr/checkpoint.py lists it
+        # a checkpoint's tokenizer.json keeps the padding of the last batch it tokenized, the final folder none
+        tokenizer = json.load(open(os.path.join(run, "tokenizer.json")))
+        tokenizer["padding"] = {"strategy": "BatchLongest", "direction": "Right", "pad_to_multiple_of": None,
+                                "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}
+        json.dump(tokenizer, open(os.path.join(run, "tokenizer.json"), "w"))
     soup = str(tmp_path / "soup")
-    model_soup.main([*runs, "--output-dir", soup])
+    model_soup.main([*runs[1:], runs[0], "--output-dir", soup])
     assert not os.path.exists(os.path.join(soup, STATE_FILE))
     assert os.path.isfile(os.path.join(soup, "config.json"))
+    # another vocabulary is another model, padding or not: refused
+    tokenizer["model"]["vocab"]["[UNUSED-X]"] = len(tokenizer["model"]["vocab"])
+    json.dump(tokenizer, open(os.path.join(runs[2], "tokenizer.json"), "w"))
+    one_line_error(lambda: model_soup.main([*runs, "--output-dir", str(tmp_path / "soup2")]),
+                   os.path.join(runs[2], "tokenizer.json"), "differs")
 
 
 def test_overwrite_replaces_a_soup_of_ours_and_never_a_folder_with_the_users_files(runs, tmp_path):
