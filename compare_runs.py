@@ -123,8 +123,8 @@ def train_all(preset, model, models_dir, results_dir, seeds):
                 print("sentence-transformers is not installed (requirements-bench.txt): skipping its run")
                 continue
         if short in preset.get("soups", {}):
-            folders, run_commands, members = soups(preset, short, script, made, seeds, models_dir, results_dir)
-            commands += [command for command in run_commands if command not in commands]
+            folders, run_commands, members, every = soups(preset, short, script, made, seeds, models_dir, results_dir)
+            commands += [command for command in every if command not in commands]
             trained.append((name, folders, run_commands, members))
             continue
         script = [model if flag == "START" else flag for flag in script]
@@ -152,12 +152,13 @@ def train_all(preset, model, models_dir, results_dir, seeds):
 
 def soups(preset, short, script, made, seeds, models_dir, results_dir):
     """A soup row's models: soup j averages the runs of the row it names with seeds 42 + j * size onwards ->
-    (its folders, its first soup's commands: mining, the runs, the soup; each soup's runs' folders)."""
+    (its folders, its first soup's commands: mining, the runs, the soup; each soup's runs' folders; every
+    command it ran)."""
     source, size = preset["soups"][short]
     if source not in made:
         raise ConfigError(f"soup row {short!r}: averages {source!r}, which must be a trained row listed before it")
     train_script, common, data, mining = made[source]
-    folders, run_commands, members = [], list(mining), []
+    folders, run_commands, members, every = [], list(mining), [], list(mining)
     for j in range(seeds):
         runs = [train_seed(train_script, source, seed, common, data, models_dir, results_dir)
                 for seed in range(42 + j * size, 42 + (j + 1) * size)]
@@ -167,7 +168,8 @@ def soups(preset, short, script, made, seeds, models_dir, results_dir):
         folders.append(os.path.join(ROOT, out))
         members.append([os.path.join(ROOT, folder) for folder, _ in runs])
         run_commands += [*(c for _, c in runs), command] if j == 0 else []
-    return folders, run_commands, members
+        every += [*(c for _, c in runs), command]
+    return folders, run_commands, members, every
 
 
 def score(path, preset, dev, test, task):
@@ -304,6 +306,8 @@ def main(argv=None):
                "commands": [[shown(arg, model) for arg in command] for command in run_commands]}
         for metric in (m for m in per_seed[0] if m != "per_query"):
             row[metric], row[f"{metric}_std"] = mean_std([r[metric] for r in per_seed])
+        if members and any(len(runs) > 1 for runs in members):  # a soup row: which runs each model averages
+            row["averages"] = [[shown(run, model) for run in runs] for runs in members]
         if members:  # a soup's: its runs' training, all of it (the soup itself takes seconds)
             row["pairs_per_s"] = statistics.median(report.steady_pairs_per_s(run) for runs in members for run in runs)
             seconds = [made_in_seconds(dict.fromkeys([*runs, path])) for runs, path in zip(members, folders)]

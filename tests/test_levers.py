@@ -7,6 +7,7 @@ another sampler is refused."""
 import gzip
 import json
 import os
+import shlex
 
 import pytest
 import torch
@@ -299,6 +300,7 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     assert soup["commands"][0] == epochs5[0] and soup["commands"][1] == epochs5[1]  # mined once, seed 42 trained once
     runs = [out / "mined-top100-epochs5", out / "mined-top100-epochs5-seed43", out / "mined-top100-epochs5-seed44"]
     assert soup["commands"][-1][1:4] == [str(run) for run in runs]
+    assert soup["averages"] == [[str(run) for run in runs]] and "averages" not in rows[epochs5_name]
     weights = [load_file(run / "model.safetensors") for run in runs]
     for tensor_name, tensor in load_file(out / "mined-top100-epochs5-soup3" / "model.safetensors").items():
         if tensor.is_floating_point():
@@ -307,6 +309,7 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     assert soup["minutes"] * 60 >= sum(trained_for)  # its cost: three trainings
     table = open(out / "results.md").read()
     assert "averages the weights of 3 runs of \"+ 1 mined negative from the top 100, 5 epochs\"" in table
+    assert all(f"python {shlex.join(c)}" in table for c in soup["commands"])  # every command run, seeds 43, 44 too
     # the recipe of --preset beir is one training: never a soup row, even the best one
     results = json.load(open(out / "results.json"))
     for row in results:
@@ -315,6 +318,30 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     assert recipe.best_row(str(tmp_path / "recorded.json"))["run"] == epochs5_name
     assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 9  # header, rule, 7 rows
     assert "[95 % CI over queries]" in table and "Machine: " in table
+
+
+def test_a_soup_row_averages_disjoint_seeds_and_lists_every_command(tmp_path, monkeypatch):
+    """With --seeds 2 the scifact soup row trains the five-epoch row with seeds 42-47 (42-44 shared with that row)
+    and makes two soups, of 42-44 and of 45-47; every command is run, and listed, once."""
+    ran = []
+    monkeypatch.setattr(compare_runs, "run_once", lambda command, *a, **kw: ran.append(command))
+    preset = dict(compare_runs.PRESETS["scifact"], runs=[r for r in compare_runs.PRESETS["scifact"]["runs"]
+                                                          if r[1].startswith("mined-top100-epochs5")])
+    trained, commands = compare_runs.train_all(preset, "START-MODEL", "out", str(tmp_path), seeds=2)
+    # each command listed once (seeds 42 and 43 are the plain row's and the soup's: trained once, reused after)
+    assert len(commands) == len({json.dumps(c) for c in commands}) == 1 + 6 + 2  # mining, 6 runs, 2 soups
+    assert {json.dumps(c) for c in ran} == {json.dumps(c) for c in commands}
+    (_, plain, _, _), (_, soups, first, members) = trained
+    def seed(folder):
+        return 42 if folder.endswith("epochs5") else int(folder.rsplit("seed", 1)[1])
+    assert [seed(f) for f in plain] == [42, 43] and [os.path.basename(f) for f in soups] == [
+        "mined-top100-epochs5-soup3", "mined-top100-epochs5-soup3-2"]
+    assert [[seed(f) for f in runs] for runs in members] == [[42, 43, 44], [45, 46, 47]]
+    made = [c for c in ran if c[0] == "benchmarks/model_soup.py"]
+    assert [c[1:4] for c in made] == [[os.path.relpath(f, compare_runs.ROOT) for f in runs] for runs in members]
+    assert [c[0] for c in first] == ["mine_negatives.py", *["train_mnr.py"] * 3, "benchmarks/model_soup.py"]
+    assert [seed(c[c.index("--output-dir") + 1]) for c in first[1:4]] == [42, 43, 44] and first[-1] == made[0]
+    assert sorted(seed(c[c.index("--output-dir") + 1]) for c in commands if c[0] == "train_mnr.py") == list(range(42, 48))
 
 
 def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):
