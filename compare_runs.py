@@ -52,12 +52,13 @@ SAMPLE_STS = os.path.join("tests", "data", "stsb")  # STSb's shipped sample, whe
 SCORING_SCRIPTS = ["mnr/sts.py", "mnr/retrieval.py", "mnr/prompts.py"]  # what score() computes with, imports included
 
 
-def run_once(command, out, log_path, product="model.safetensors"):
+def run_once(command, out, log_path, product="model.safetensors", inputs=None):
     """Run one command (training, or mining with product=its file) unless `out` holds `product` made by the very
-    same command and the same code."""
+    same command and the same code, from the same `inputs` where given (a soup: its runs' own stamps, so a run
+    trained again makes the soup again, though the soup's command names the same folders)."""
     out = os.path.join(ROOT, out)
     stamp = os.path.join(out, "command.json")
-    made_by = {"command": command, "code": code_version([command[0]])}
+    made_by = {"command": command, "code": code_version([command[0]]), **({"inputs": inputs} if inputs else {})}
     stamped = read_json(stamp, {})
     if os.path.isfile(os.path.join(out, product)) and {key: stamped.get(key) for key in made_by} == made_by:
         print(f"reusing {os.path.relpath(out, ROOT)}", flush=True)
@@ -164,7 +165,8 @@ def soups(preset, short, script, made, seeds, models_dir, results_dir):
                 for seed in range(42 + j * size, 42 + (j + 1) * size)]
         out = os.path.join(models_dir, short if j == 0 else f"{short}-{j + 1}")
         command = [script[0], *(folder for folder, _ in runs), "--output-dir", out]
-        run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"))
+        run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"),
+                 inputs=[read_json(os.path.join(ROOT, folder, "command.json"), None) for folder, _ in runs])
         folders.append(os.path.join(ROOT, out))
         members.append([os.path.join(ROOT, folder) for folder, _ in runs])
         run_commands += [*(c for _, c in runs), command] if j == 0 else []

@@ -341,7 +341,33 @@ def test_a_soup_row_averages_disjoint_seeds_and_lists_every_command(tmp_path, mo
     assert [c[1:4] for c in made] == [[os.path.relpath(f, compare_runs.ROOT) for f in runs] for runs in members]
     assert [c[0] for c in first] == ["mine_negatives.py", *["train_mnr.py"] * 3, "benchmarks/model_soup.py"]
     assert [seed(c[c.index("--output-dir") + 1]) for c in first[1:4]] == [42, 43, 44] and first[-1] == made[0]
-    assert sorted(seed(c[c.index("--output-dir") + 1]) for c in commands if c[0] == "train_mnr.py") == list(range(42, 48))
+    trainings = [c for c in commands if c[0] == "train_mnr.py"]
+    assert sorted(seed(c[c.index("--output-dir") + 1]) for c in trainings) == list(range(42, 48))
+
+
+def test_a_soup_is_made_again_when_one_of_its_runs_is_trained_again(tmp_path, monkeypatch):
+    """The soup's command names the same folders before and after a run is retrained: its runs' stamps decide."""
+    calls = []
+    monkeypatch.setattr(compare_runs.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+                        type("Done", (), {"returncode": 0})())
+    out = tmp_path / "soup"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"weights")
+    command = ["benchmarks/model_soup.py", "run-a", "run-b", "--output-dir", str(out)]
+    runs = [{"command": ["train_mnr.py", "--seed", "42"], "seconds": 60.0},
+            {"command": ["train_mnr.py"], "seconds": 61.0}]
+    compare_runs.run_once(command, str(out), str(tmp_path / "log"), inputs=runs)
+    compare_runs.run_once(command, str(out), str(tmp_path / "log"), inputs=runs)  # the same runs: reused
+    assert len(calls) == 1
+    compare_runs.run_once(command, str(out), str(tmp_path / "log"), inputs=[runs[0], dict(runs[1], seconds=58.5)])
+    assert len(calls) == 2 and "--overwrite" in calls[-1]  # run-b trained again: the soup is made again, replaced
+    # compare_runs gives a soup its runs' stamps (read from each run's command.json)
+    recorded = []
+    monkeypatch.setattr(compare_runs, "run_once", lambda command, *a, **kw: recorded.append(kw.get("inputs")))
+    preset = dict(compare_runs.PRESETS["scifact"], runs=[r for r in compare_runs.PRESETS["scifact"]["runs"]
+                                                          if r[1].startswith("mined-top100-epochs5")])
+    compare_runs.train_all(preset, "START-MODEL", str(tmp_path / "models"), str(tmp_path), seeds=1)
+    assert [len(inputs) if inputs else None for inputs in recorded] == [None] * 5 + [3]  # mining, 4 runs, the soup
 
 
 def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):
