@@ -206,3 +206,14 @@ def words_model_dir(tmp_path_factory, tiny_model_dir):
         if "token" in name or name == "vocab.txt":
             shutil.copy(os.path.join(tiny_model_dir, name), path)
     return str(path)
+
+
+def commands_recorded(monkeypatch, module, out):
+    """`module`'s subprocess.run replaced by a recorder that succeeds at once, and `out` made a folder holding a
+    model file: a run_once that would run its command only records it -> the list of recorded commands."""
+    calls = []
+    monkeypatch.setattr(module.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+                        type("Done", (), {"returncode": 0})())
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"weights")
+    return calls

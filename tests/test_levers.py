@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import compare_runs
 import data_prep
 import train_mnr
-from conftest import SAMPLE_DIR, run_in_process, write_tsv
+from conftest import SAMPLE_DIR, commands_recorded, run_in_process, write_tsv
 from mnr import recipe, samplers
 from mnr.errors import ConfigError
 from mnr.tables import load_train_data
@@ -347,12 +347,8 @@ def test_a_soup_row_averages_disjoint_seeds_and_lists_every_command(tmp_path, mo
 
 def test_a_soup_is_made_again_when_one_of_its_runs_is_trained_again(tmp_path, monkeypatch):
     """The soup's command names the same folders before and after a run is retrained: its runs' stamps decide."""
-    calls = []
-    monkeypatch.setattr(compare_runs.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
-                        type("Done", (), {"returncode": 0})())
     out = tmp_path / "soup"
-    out.mkdir()
-    (out / "model.safetensors").write_bytes(b"weights")
+    calls = commands_recorded(monkeypatch, compare_runs, out)
     command = ["benchmarks/model_soup.py", "run-a", "run-b", "--output-dir", str(out)]
     runs = [{"command": ["train_mnr.py", "--seed", "42"], "seconds": 60.0},
             {"command": ["train_mnr.py"], "seconds": 61.0}]

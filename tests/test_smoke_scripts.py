@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import compare_runs
 import evaluate_sts
-from conftest import SAMPLE_DIR, run_script
+from conftest import SAMPLE_DIR, commands_recorded, run_script
 from mnr import report
 
 pytest.importorskip("sentence_transformers", reason="requirements-bench.txt is not installed")
@@ -68,12 +68,8 @@ def test_bench_train_smoke_and_same_first_losses(tiny_model_dir, nli_dir):
 
 
 def test_compare_runs_reuses_a_model_only_from_the_same_command_and_code(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(compare_runs.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
-                        type("Done", (), {"returncode": 0})())
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "model.safetensors").write_bytes(b"weights")
+    calls = commands_recorded(monkeypatch, compare_runs, out)
     command = ["train_mnr.py", "--batch-size", "32"]
     compare_runs.run_once(command, str(out), str(tmp_path / "log"))  # no stamp yet: trains, then stamps
     assert len(calls) == 1
