@@ -308,12 +308,8 @@ def main(argv=None):
                "commands": [[shown(arg, model) for arg in command] for command in run_commands]}
         for metric in (m for m in per_seed[0] if m != "per_query"):
             row[metric], row[f"{metric}_std"] = mean_std([r[metric] for r in per_seed])
-        if members and any(len(runs) > 1 for runs in members):  # a soup row: which runs each model averages
-            row["averages"] = [[shown(run, model) for run in runs] for runs in members]
-        if members:  # a soup's: its runs' training, all of it (the soup itself takes seconds)
-            row["pairs_per_s"] = statistics.median(report.steady_pairs_per_s(run) for runs in members for run in runs)
-            seconds = [made_in_seconds(dict.fromkeys([*runs, path])) for runs, path in zip(members, folders)]
-            row["minutes"] = statistics.median(seconds) / 60 if None not in seconds else None  # wall time
+        if members:  # trained here: what the training cost
+            row.update(training_cost(folders, members, model))
         if preset.get("false_negatives") and run_commands:  # the batches of the first seed's training command
             training = [c for c in run_commands if c[0] != SOUP]  # a soup row: its last run's batches
             row["false_negative_share"] = false_negative_share(model, training[-1])
@@ -325,10 +321,18 @@ def main(argv=None):
                        os.path.join(results_dir, "curves.png"))  # a soup row has no curve of its own
 
 
-def made_in_seconds(folders):
-    """The wall time of the commands that made `folders` (their command.json), summed; None where one is unknown."""
-    seconds = [read_json(os.path.join(path, "command.json"), {}).get("seconds") for path in folders]
-    return None if None in seconds else sum(seconds)
+def training_cost(folders, members, model):
+    """A trained row's speed and wall time (each folder's command.json), a soup's from all its runs' training
+    (the soup itself takes seconds), and for a soup row which runs each of its models averages."""
+    def seconds(paths):  # the commands that made `paths`, summed; None where one is unknown
+        spent = [read_json(os.path.join(path, "command.json"), {}).get("seconds") for path in dict.fromkeys(paths)]
+        return None if None in spent else sum(spent)
+    each = [seconds([*runs, path]) for runs, path in zip(members, folders)]
+    cost = {"pairs_per_s": statistics.median(report.steady_pairs_per_s(run) for runs in members for run in runs),
+            "minutes": statistics.median(each) / 60 if None not in each else None}
+    if any(len(runs) > 1 for runs in members):
+        cost["averages"] = [[shown(run, model) for run in runs] for runs in members]
+    return cost
 
 
 def compare_with_baseline(rows, baseline, metric="ndcg@10"):
