@@ -97,13 +97,13 @@ def foreign_files(folder):
     return sorted(e for e in os.listdir(folder) if not ours(e))
 
 
-def train_seed(script, short, seed, common, data, models_dir, results_dir):
-    """One run of a preset with one seed (unless already trained by the same command) -> (its folder as the
-    commands name it, relative to the repository, the command)."""
+def train_seed(script, short, seed, common, data, models_dir, results_dir, inputs=None):
+    """One run of a preset with one seed (unless already trained by the same command from the same `inputs`: its
+    mined table's stamp) -> (its folder as the commands name it, relative to the repository, the command)."""
     out = os.path.join(models_dir, short if seed == 42 else f"{short}-seed{seed}")
     command = [script[0], *common, *data, *script[1:], *(["--seed", str(seed)] if seed != 42 else []),
                "--output-dir", out]  # the run's own flags after the shared ones: a run may override them
-    run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"))
+    run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"), inputs=inputs)
     return out, command
 
 
@@ -129,7 +129,7 @@ def train_all(preset, model, models_dir, results_dir, seeds):
             trained.append((name, folders, run_commands, members))
             continue
         script = [model if flag == "START" else flag for flag in script]
-        run_commands = []
+        run_commands, inputs = [], None
         if MINED in script:  # mine_negatives.py with the start model: the run's negatives, mined once for all seeds
             owner = preset["mine"][short] if isinstance(preset["mine"][short], str) else short  # or another run's
             mined = os.path.join(models_dir, f"{owner}-negatives")
@@ -138,12 +138,14 @@ def train_all(preset, model, models_dir, results_dir, seeds):
             run_once(command, mined, os.path.join(results_dir, f"{owner}-mining.log"), product="negatives.tsv.gz")
             commands += [] if command in commands else [command]
             run_commands.append(command)
+            # a table mined again (other code) keeps its name, the runs their commands: its stamp retrains them
+            inputs = [read_json(os.path.join(ROOT, mined, "command.json"), None)]
             script = [os.path.join(mined, "negatives.tsv.gz") if flag == MINED else flag for flag in script]
         data = [] if "--train-data" in script else pairs
-        made[short] = (script, common, data, list(run_commands))
+        made[short] = (script, common, data, list(run_commands), inputs)
         folders = []
         for seed in range(42, 42 + seeds):
-            out, command = train_seed(script, short, seed, common, data, models_dir, results_dir)
+            out, command = train_seed(script, short, seed, common, data, models_dir, results_dir, inputs)
             folders.append(os.path.join(ROOT, out))
             commands.append(command)
             run_commands += [command] if seed == 42 else []
@@ -158,10 +160,10 @@ def soups(preset, short, script, made, seeds, models_dir, results_dir):
     source, size = preset["soups"][short]
     if source not in made:
         raise ConfigError(f"soup row {short!r}: averages {source!r}, which must be a trained row listed before it")
-    train_script, common, data, mining = made[source]
+    train_script, common, data, mining, inputs = made[source]
     folders, run_commands, members, every = [], list(mining), [], list(mining)
     for j in range(seeds):
-        runs = [train_seed(train_script, source, seed, common, data, models_dir, results_dir)
+        runs = [train_seed(train_script, source, seed, common, data, models_dir, results_dir, inputs)
                 for seed in range(42 + j * size, 42 + (j + 1) * size)]
         out = os.path.join(models_dir, short if j == 0 else f"{short}-{j + 1}")
         command = [script[0], *(folder for folder, _ in runs), "--output-dir", out]

@@ -363,7 +363,37 @@ def test_a_soup_is_made_again_when_one_of_its_runs_is_trained_again(tmp_path, mo
     preset = dict(compare_runs.PRESETS["scifact"], runs=[r for r in compare_runs.PRESETS["scifact"]["runs"]
                                                           if r[1].startswith("mined-top100-epochs5")])
     compare_runs.train_all(preset, "START-MODEL", str(tmp_path / "models"), str(tmp_path), seeds=1)
-    assert [len(inputs) if inputs else None for inputs in recorded] == [None] * 5 + [3]  # mining, 4 runs, the soup
+    assert [len(inputs) if inputs else None for inputs in recorded] == [None, 1, 1, 1, 1, 3]  # mining, 4 runs, soup
+
+
+def test_a_run_is_trained_again_when_its_table_is_mined_again(tmp_path, monkeypatch):
+    """New mining code mines the table again under the same name: the runs' commands are unchanged, so only the
+    table's stamp can tell that a run was trained on the old one (it was reused, stale, before)."""
+    ran = []
+    def run(command, **kwargs):  # each script makes its product, as the real ones do
+        ran.append(command)
+        product = command[command.index("--output") + 1] if "--output" in command else os.path.join(
+            command[command.index("--output-dir") + 1], "model.safetensors")
+        os.makedirs(os.path.dirname(product), exist_ok=True)
+        open(product, "w").close()
+        return type("Done", (), {"returncode": 0})()
+    monkeypatch.setattr(compare_runs.subprocess, "run", run)
+    preset = dict(compare_runs.PRESETS["scifact"], runs=[r for r in compare_runs.PRESETS["scifact"]["runs"]
+                                                          if r[1] == "mined-top100"])
+    models = str(tmp_path / "models")
+    def scripts():
+        return [c[1] for c in ran]  # after the interpreter
+    compare_runs.train_all(preset, "START-MODEL", models, str(tmp_path), seeds=2)
+    compare_runs.train_all(preset, "START-MODEL", models, str(tmp_path), seeds=2)  # all reused
+    assert scripts() == ["mine_negatives.py", "train_mnr.py", "train_mnr.py"]
+    version = compare_runs.code_version
+    monkeypatch.setattr(compare_runs, "code_version", lambda files: "other" if files == ["mine_negatives.py"]
+                        else version(files))  # the miner changed, the training code did not
+    compare_runs.train_all(preset, "START-MODEL", models, str(tmp_path), seeds=2)
+    assert scripts()[3:] == ["mine_negatives.py", "train_mnr.py", "train_mnr.py"]
+    assert all("--overwrite" in c for c in ran[3:])  # each replaces what it made before
+    compare_runs.train_all(preset, "START-MODEL", models, str(tmp_path), seeds=2)  # and now reused again
+    assert len(ran) == 6
 
 
 def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):
