@@ -28,7 +28,6 @@ import functools
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -311,7 +310,7 @@ def main(argv=None):
         for metric in (m for m in per_seed[0] if m != "per_query"):
             row[metric], row[f"{metric}_std"] = mean_std([r[metric] for r in per_seed])
         if members:  # trained here: what the training cost
-            row.update(training_cost(folders, members, model))
+            row.update(report.training_cost(folders, members, model))
         if preset.get("false_negatives") and run_commands:  # the batches of the first seed's training command
             training = [c for c in run_commands if c[0] != SOUP]  # a soup row: its last run's batches
             row["false_negative_share"] = false_negative_share(model, training[-1])
@@ -321,20 +320,6 @@ def main(argv=None):
     report.write_results(args.preset, preset, rows, commands, model, seeds, results_dir, scoring_precision(preset))
     report.plot_curves([(name, folders[0]) for name, folders, _, members in trained if members[0] == folders[:1]],
                        os.path.join(results_dir, "curves.png"))  # a soup row has no curve of its own
-
-
-def training_cost(folders, members, model):
-    """A trained row's speed and wall time (each folder's command.json), a soup's from all its runs' training
-    (the soup itself takes seconds), and for a soup row which runs each of its models averages."""
-    def seconds(paths):  # the commands that made `paths`, summed; None where one is unknown
-        spent = [read_json(os.path.join(path, "command.json"), {}).get("seconds") for path in dict.fromkeys(paths)]
-        return None if None in spent else sum(spent)
-    each = [seconds([*runs, path]) for runs, path in zip(members, folders)]
-    cost = {"pairs_per_s": statistics.median(report.steady_pairs_per_s(run) for runs in members for run in runs),
-            "minutes": statistics.median(each) / 60 if None not in each else None}
-    if any(len(runs) > 1 for runs in members):
-        cost["averages"] = [[shown(run, model) for run in runs] for runs in members]
-    return cost
 
 
 def compare_with_baseline(rows, baseline, metric="ndcg@10"):

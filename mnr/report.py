@@ -6,12 +6,13 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import time
 
 import torch
 
 from mnr import retrieval
-from mnr.files import repo_relative
+from mnr.files import read_json, repo_relative
 from mnr.models import packaged_minilm
 from mnr.precision import cpu_info, native_bf16
 
@@ -102,6 +103,20 @@ def write_section(path, section):
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def training_cost(folders, members, model):
+    """A trained row's speed and wall time (each folder's command.json), a soup's from all its runs' training
+    (the soup itself takes seconds), and for a soup row which runs each of its models averages."""
+    def seconds(paths):  # the commands that made `paths`, summed; None where one is unknown
+        spent = [read_json(os.path.join(path, "command.json"), {}).get("seconds") for path in dict.fromkeys(paths)]
+        return None if None in spent else sum(spent)
+    each = [seconds([*runs, path]) for runs, path in zip(members, folders)]
+    cost = {"pairs_per_s": statistics.median(steady_pairs_per_s(run) for runs in members for run in runs),
+            "minutes": statistics.median(each) / 60 if None not in each else None}
+    if any(len(runs) > 1 for runs in members):
+        cost["averages"] = [[shown(run, model) for run in runs] for runs in members]
+    return cost
 
 
 def shown(text, model):
