@@ -84,6 +84,12 @@ def run_once(command, out, log_path, product="model.safetensors", inputs=None):
     outdir.adopt(out, "command.json", "scores.json")  # ours too: a later --overwrite may replace them
 
 
+def stamp_of(folder):
+    """What made `folder` (its command.json, written by run_once: command, code, inputs, seconds); None if nothing
+    here did."""
+    return read_json(os.path.join(ROOT, folder, "command.json"), None)
+
+
 def foreign_files(folder):
     """Entries of `folder` that are not compare_runs' own: its results, logs, and the folders it trained or mined,
     or derived from a BEIR folder (--preset beir: a carved dev split, a cap)."""
@@ -138,7 +144,7 @@ def train_all(preset, model, models_dir, results_dir, seeds):
             commands += [] if command in commands else [command]
             run_commands.append(command)
             # a table mined again (other code) keeps its name, the runs their commands: its stamp retrains them
-            inputs = [read_json(os.path.join(ROOT, mined, "command.json"), None)]
+            inputs = [stamp_of(mined)]
             script = [os.path.join(mined, "negatives.tsv.gz") if flag == MINED else flag for flag in script]
         data = [] if "--train-data" in script else pairs
         made[short] = (script, common, data, list(run_commands), inputs)
@@ -167,7 +173,7 @@ def soups(preset, short, script, made, seeds, models_dir, results_dir):
         out = os.path.join(models_dir, short if j == 0 else f"{short}-{j + 1}")
         command = [script[0], *(folder for folder, _ in runs), "--output-dir", out]
         run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"),
-                 inputs=[read_json(os.path.join(ROOT, folder, "command.json"), None) for folder, _ in runs])
+                 inputs=[stamp_of(folder) for folder, _ in runs])
         folders.append(os.path.join(ROOT, out))
         members.append([os.path.join(ROOT, folder) for folder, _ in runs])
         run_commands += [*(c for _, c in runs), command] if j == 0 else []
@@ -180,7 +186,7 @@ def score(path, preset, dev, test, task):
     folder keeps them in scores.json, reused while the model, the scoring code and the data stay the same: a
     table completed over several sittings (more seeds) scores only the new models."""
     cache = os.path.join(path, "scores.json")
-    made_by = read_json(os.path.join(path, "command.json"), None)  # None: not trained here (the start model's
+    made_by = stamp_of(path)  # None: not trained here (the start model's
     key = None if made_by is None else {  # folder is not ours to write in), never cached
         "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"],
         "precision": scoring_precision(preset),  # what "auto" resolves to here: a folder moved elsewhere rescored

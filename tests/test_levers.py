@@ -320,13 +320,18 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     assert "[95 % CI over queries]" in table and "Machine: " in table
 
 
+def scifact_rows(*shorts):
+    """The scifact preset with only the runs named `shorts` (their short names)."""
+    return dict(compare_runs.PRESETS["scifact"], runs=[r for r in compare_runs.PRESETS["scifact"]["runs"]
+                                                        if r[1] in shorts])
+
+
 def test_a_soup_row_averages_disjoint_seeds_and_lists_every_command(tmp_path, monkeypatch):
     """With --seeds 2 the scifact soup row trains the five-epoch row with seeds 42-47 (42-44 shared with that row)
     and makes two soups, of 42-44 and of 45-47; every command is run, and listed, once."""
     ran = []
     monkeypatch.setattr(compare_runs, "run_once", lambda command, *a, **kw: ran.append(command))
-    preset = dict(compare_runs.PRESETS["scifact"], runs=[r for r in compare_runs.PRESETS["scifact"]["runs"]
-                                                          if r[1].startswith("mined-top100-epochs5")])
+    preset = scifact_rows("mined-top100-epochs5", "mined-top100-epochs5-soup3")
     trained, commands = compare_runs.train_all(preset, "START-MODEL", "out", str(tmp_path), seeds=2)
     # each command listed once (seeds 42 and 43 are the plain row's and the soup's: trained once, reused after)
     assert len(commands) == len({json.dumps(c) for c in commands}) == 1 + 6 + 2  # mining, 6 runs, 2 soups
@@ -360,8 +365,7 @@ def test_a_soup_is_made_again_when_one_of_its_runs_is_trained_again(tmp_path, mo
     # compare_runs gives a soup its runs' stamps (read from each run's command.json)
     recorded = []
     monkeypatch.setattr(compare_runs, "run_once", lambda command, *a, **kw: recorded.append(kw.get("inputs")))
-    preset = dict(compare_runs.PRESETS["scifact"], runs=[r for r in compare_runs.PRESETS["scifact"]["runs"]
-                                                          if r[1].startswith("mined-top100-epochs5")])
+    preset = scifact_rows("mined-top100-epochs5", "mined-top100-epochs5-soup3")
     compare_runs.train_all(preset, "START-MODEL", str(tmp_path / "models"), str(tmp_path), seeds=1)
     assert [len(inputs) if inputs else None for inputs in recorded] == [None, 1, 1, 1, 1, 3]  # mining, 4 runs, soup
 
@@ -378,8 +382,7 @@ def test_a_run_is_trained_again_when_its_table_is_mined_again(tmp_path, monkeypa
         open(product, "w").close()
         return type("Done", (), {"returncode": 0})()
     monkeypatch.setattr(compare_runs.subprocess, "run", run)
-    preset = dict(compare_runs.PRESETS["scifact"], runs=[r for r in compare_runs.PRESETS["scifact"]["runs"]
-                                                          if r[1] == "mined-top100"])
+    preset = scifact_rows("mined-top100")
     models = str(tmp_path / "models")
     def scripts():
         return [c[1] for c in ran]  # after the interpreter
