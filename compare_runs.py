@@ -24,44 +24,53 @@ averages of its runs (benchmarks/model_soup.py), each model of the row from its 
 A run whose output folder already holds a model trained with the same command by the same training code (a
 digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
 """
-import functools
 import json
 import os
 import shlex
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
-import torch
-
-import data_prep
-from mnr import outdir, prompts, recipe, report, retrieval, samplers, sts
+from mnr import ledger as records, outdir, recipe, report, sts
 from mnr.report import shown
 from mnr.errors import ConfigError, exit_on_input_error
-from mnr.files import ROOT, code_version, read_json, write_json_atomic
-from mnr.precision import resolve
-from mnr.stats import mean_std, paired_over_seeds
+from mnr.files import ROOT, code_version
 from mnr.flags import new_parser, parse_flags
-from mnr.models import load_encoder, packaged_minilm
+from mnr.stats import mean_std
+from mnr.ledger import stamp_of
+from mnr.models import packaged_minilm
 from mnr.presets import MINED, PRESETS, SOUP, STS  # the tables of runs (mnr/presets.py): data, not code
-from mnr.tables import load_train_data
-from pooling import encode
+# how a preset's models are scored (mnr/scores.py)
+from mnr.scores import compare_with_baseline, false_negative_share, retrieval_task, score, score_key, scoring_precision
 
 SAMPLE_STS = os.path.join("tests", "data", "stsb")  # STSb's shipped sample, where the full files are not here
-SCORING_SCRIPTS = ["mnr/sts.py", "mnr/retrieval.py", "mnr/prompts.py"]  # what score() computes with, imports included
 
 
-def run_once(command, out, log_path, product="model.safetensors", inputs=None):
+def made_by_of(command, inputs=None):
+    """What makes a run: its command, the code it runs (a digest), and its `inputs` where given (a soup: its runs'
+    own stamps, so a run trained again makes the soup again, though the soup's command names the same folders)."""
+    return {"command": command, "code": code_version([command[0]]), **({"inputs": inputs} if inputs else {})}
+
+
+def made_here(out, made_by, product="model.safetensors"):
+    """Whether `out` (relative to the repository) holds `product` made as `made_by` says."""
+    out = os.path.join(ROOT, out)
+    return os.path.isfile(os.path.join(out, product)) and stamp_of(out) == made_by
+
+
+def run_once(command, out, log_path, product="model.safetensors", inputs=None, ledger=None):
     """Run one command (training, or mining with product=its file) unless `out` holds `product` made by the very
-    same command and the same code, from the same `inputs` where given (a soup: its runs' own stamps, so a run
-    trained again makes the soup again, though the soup's command names the same folders)."""
+    same command and the same code, from the same `inputs` where given, or `ledger` (records()) restores it."""
+    made_by = made_by_of(command, inputs)
+    if made_here(out, made_by, product):
+        print(f"reusing {os.path.relpath(os.path.join(ROOT, out), ROOT)}", flush=True)
+        return None
     out = os.path.join(ROOT, out)
     stamp = os.path.join(out, "command.json")
-    made_by = {"command": command, "code": code_version([command[0]]), **({"inputs": inputs} if inputs else {})}
-    stamped = read_json(stamp, {})
-    if os.path.isfile(os.path.join(out, product)) and {key: stamped.get(key) for key in made_by} == made_by:
-        print(f"reusing {os.path.relpath(out, ROOT)}", flush=True)
+    if ledger is not None and not os.path.lexists(os.path.join(out, product)) and ledger.restore(out, made_by):
         return None
+    records.clear(out)  # restored from a record before: its run is trained for real now
     print("$ python " + shlex.join(command), flush=True)
     started = time.perf_counter()
     replace = []
@@ -79,15 +88,31 @@ def run_once(command, out, log_path, product="model.safetensors", inputs=None):
     if result.returncode != 0:
         sys.exit(f"error: {shlex.join(command)} failed (exit {result.returncode}); see {log_path}")
     os.makedirs(out, exist_ok=True)
-    with open(stamp, "w") as f:  # with the command's wall time: the table's "minutes"
-        json.dump({**made_by, "seconds": round(time.perf_counter() - started, 1)}, f)
+    with open(stamp, "w") as f:  # with the command's wall time (the table's "minutes") and where it ran
+        json.dump({**made_by, "seconds": round(time.perf_counter() - started, 1), "machine": report.machine()}, f)
     outdir.adopt(out, "command.json", "scores.json")  # ours too: a later --overwrite may replace them
 
 
-def stamp_of(folder):
-    """What made `folder` (its command.json, written by run_once: command, code, inputs, seconds); None if nothing
-    here did."""
-    return read_json(os.path.join(ROOT, folder, "command.json"), None)
+def ledger_of(runs_dir, preset, model, dev, test, task):
+    """The records of finished runs (mnr/ledger.py) as train_all uses them: whether a run has one, restore a run
+    from it, keep a finished run's (scored at once, so a sitting cut short keeps every run it finished)."""
+    def found(out, made_by):
+        return records.find(runs_dir, out, made_by, score_key(made_by, preset, task), model)
+
+    def restore(out, made_by):
+        if os.path.exists(os.path.join(out, records.RESTORED)) and stamp_of(out) == made_by:
+            return True  # restored already in this sitting (a soup row's runs are also its source row's)
+        record = found(out, made_by)
+        if record:
+            records.restore(out, record, made_by, score_key(made_by, preset, task))
+            print(f"restored {os.path.relpath(out, ROOT)} from its record (trained in an earlier sitting; its model "
+                  "is not here)", flush=True)
+        return record is not None
+
+    def keep(out):
+        score(os.path.join(ROOT, out), preset, dev, test, task)
+        records.keep(os.path.join(ROOT, out), runs_dir, model)
+    return SimpleNamespace(found=found, restore=restore, keep=keep)
 
 
 def foreign_files(folder):
@@ -102,21 +127,26 @@ def foreign_files(folder):
     return sorted(e for e in os.listdir(folder) if not ours(e))
 
 
-def train_seed(script, short, seed, common, data, models_dir, results_dir, inputs=None):
+def train_seed(script, short, seed, common, data, models_dir, results_dir, inputs=None, ledger=None, weights=False):
     """One run of a preset with one seed (unless already trained by the same command from the same `inputs`: its
-    mined table's stamp) -> (its folder as the commands name it, relative to the repository, the command)."""
+    mined table's stamp; or restored from its record, unless its `weights` are needed) -> (its folder as the
+    commands name it, relative to the repository, the command)."""
     out = os.path.join(models_dir, short if seed == 42 else f"{short}-seed{seed}")
     command = [script[0], *common, *data, *script[1:], *(["--seed", str(seed)] if seed != 42 else []),
                "--output-dir", out]  # the run's own flags after the shared ones: a run may override them
-    run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"), inputs=inputs)
+    run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"), inputs=inputs,
+             ledger=None if weights else ledger)
+    if ledger is not None:
+        ledger.keep(out)
     return out, command
 
 
-def train_all(preset, model, models_dir, results_dir, seeds):
+def train_all(preset, model, models_dir, results_dir, seeds, ledger=None):
     """Mine what the runs need, then train every run with every seed -> [(run name, [folders], its first seed's
     mining and training commands, [each folder's trained runs]), ...], every command once. A soup row (preset
     "soups": {row: [another row, size]}) trains that row with size x seeds seeds and averages each `size`
-    consecutive ones into one model (benchmarks/model_soup.py): its seeds' models come from disjoint seeds."""
+    consecutive ones into one model (benchmarks/model_soup.py): its seeds' models come from disjoint seeds. With a
+    `ledger` (ledger_of()), each run is restored from its record where it has one, and recorded once finished."""
     common = ["--model-name", model, "--sts-data", preset["sts"], *preset.get("flags", [])]
     # the pairs to train on and mine for, and the corpus to mine from: --train-data's own, or the NLI folder's
     pairs = ["--train-data", preset["train"]] if preset.get("train") else ["--nli-data", preset["nli"]]
@@ -129,7 +159,8 @@ def train_all(preset, model, models_dir, results_dir, seeds):
                 print("sentence-transformers is not installed (requirements-bench.txt): skipping its run")
                 continue
         if short in preset.get("soups", {}):
-            folders, run_commands, members, every = soups(preset, short, script, made, seeds, models_dir, results_dir)
+            folders, run_commands, members, every = soups(preset, short, script, made, seeds, models_dir, results_dir,
+                                                          ledger)
             commands += [command for command in every if command not in commands]
             trained.append((name, folders, run_commands, members))
             continue
@@ -150,7 +181,7 @@ def train_all(preset, model, models_dir, results_dir, seeds):
         made[short] = (script, common, data, list(run_commands), inputs)
         folders = []
         for seed in range(42, 42 + seeds):
-            out, command = train_seed(script, short, seed, common, data, models_dir, results_dir, inputs)
+            out, command = train_seed(script, short, seed, common, data, models_dir, results_dir, inputs, ledger)
             folders.append(os.path.join(ROOT, out))
             commands.append(command)
             run_commands += [command] if seed == 42 else []
@@ -158,95 +189,34 @@ def train_all(preset, model, models_dir, results_dir, seeds):
     return trained, commands
 
 
-def soups(preset, short, script, made, seeds, models_dir, results_dir):
+def soups(preset, short, script, made, seeds, models_dir, results_dir, ledger=None):
     """A soup row's models: soup j averages the runs of the row it names with seeds 42 + j * size onwards ->
     (its folders, its first soup's commands: mining, the runs, the soup; each soup's runs' folders; every
-    command it ran)."""
+    command it ran). A soup made again needs its runs' weights: runs restored from their records train again."""
     source, size = preset["soups"][short]
     if source not in made:
         raise ConfigError(f"soup row {short!r}: averages {source!r}, which must be a trained row listed before it")
     train_script, common, data, mining, inputs = made[source]
     folders, run_commands, members, every = [], list(mining), [], list(mining)
     for j in range(seeds):
-        runs = [train_seed(train_script, source, seed, common, data, models_dir, results_dir, inputs)
-                for seed in range(42 + j * size, 42 + (j + 1) * size)]
+        def train_runs(weights=False):
+            return [train_seed(train_script, source, seed, common, data, models_dir, results_dir, inputs, ledger,
+                               weights) for seed in range(42 + j * size, 42 + (j + 1) * size)]
+        runs = train_runs()
         out = os.path.join(models_dir, short if j == 0 else f"{short}-{j + 1}")
         command = [script[0], *(folder for folder, _ in runs), "--output-dir", out]
+        made_by = made_by_of(command, [stamp_of(folder) for folder, _ in runs])
+        if ledger is not None and not made_here(out, made_by) and not ledger.found(out, made_by):
+            train_runs(weights=True)  # the soup is made again: from its runs' weights, which a record has not
         run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"),
-                 inputs=[stamp_of(folder) for folder, _ in runs])
+                 inputs=made_by.get("inputs"), ledger=ledger)
+        if ledger is not None:
+            ledger.keep(out)
         folders.append(os.path.join(ROOT, out))
         members.append([os.path.join(ROOT, folder) for folder, _ in runs])
         run_commands += [*(c for _, c in runs), command] if j == 0 else []
         every += [*(c for _, c in runs), command]
     return folders, run_commands, members, every
-
-
-def score(path, preset, dev, test, task):
-    """One model's figures: STSb dev and test, retrieval, and STSb test at each Matryoshka cut. A trained
-    folder keeps them in scores.json, reused while the model, the scoring code and the data stay the same: a
-    table completed over several sittings (more seeds) scores only the new models."""
-    cache = os.path.join(path, "scores.json")
-    made_by = stamp_of(path)  # None: not trained here (the start model's
-    key = None if made_by is None else {  # folder is not ours to write in), never cached
-        "model": made_by, "code": code_version(SCORING_SCRIPTS), "sts": preset["sts"],
-        "precision": scoring_precision(preset),  # what "auto" resolves to here: a folder moved elsewhere rescored
-        "retrieval": preset.get("beir") or preset.get("retrieval") if task else None, "dims": preset.get("dims", [])}
-    saved = read_json(cache, {}) if key else {}
-    if key and saved.get("key") == key:
-        return saved["scores"]
-    encoder = load_encoder(path)
-    precision = scoring_precision(preset)
-    row = {"sts_dev": sts.evaluate(encoder, *dev, precision=precision)["spearman"],
-           "sts_test": sts.evaluate(encoder, *test, precision=precision)["spearman"]}
-    for d in preset.get("dims", []):
-        row[f"sts_test@{d}"] = sts.evaluate(encoder, *test, truncate_dim=d, precision=precision)["spearman"]
-    if task:  # per query too: the paired bootstrap against the preset's baseline run needs them
-        # With the model's own prompts, as evaluate_retrieval.py scores it: an e5-like start model, or a run
-        # trained with --query-prompt, scored without its prompts would say little of the model.
-        prompted = prompts.prompted_task(task, *prompts.saved_prompts(path))
-        row.update(retrieval.evaluate(encoder, prompted, precision=precision, per_query=True))
-    if key is not None:
-        write_json_atomic(cache, {"key": key, "scores": row})
-    return row
-
-
-def scoring_precision(preset):
-    """The preset's "score_precision" as it computes here: "auto" resolved for the device load_encoder uses."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve(preset.get("score_precision", "fp32"), device)
-
-
-def retrieval_task(preset):
-    """The preset's retrieval task: a BEIR folder's split, else the NLI file (None when that file is missing)."""
-    if preset.get("beir"):
-        return retrieval.load_beir(*preset["beir"])
-    nli_file = preset.get("retrieval")
-    return retrieval.load_nli_retrieval(nli_file) if nli_file and os.path.exists(nli_file) else None
-
-
-@functools.lru_cache(maxsize=1)
-def start_embeddings(model, texts):
-    """The start model's embeddings of `texts` (a tuple): every run of a preset trains on the same texts."""
-    return encode(load_encoder(model), list(texts), progress="embedding for the false-negative share")
-
-
-def false_negative_share(model, command):
-    """The false-negative share (mnr/samplers.py) that the start model sees in the first epoch's batches of a
-    train_mnr.py `command`: the run's own rows, sampler, batch size and seed, measured before any training. The
-    flags are read from the trained folder's training_config.json (each as train_mnr.py parsed it, defaults
-    included): a script does not import another, and the folder says what the run did."""
-    config = read_json(os.path.join(ROOT, command[command.index("--output-dir") + 1], "training_config.json"), None)
-    if config["TRAIN_DATA"]:  # the rows as train_mnr.load_batches reads them
-        rows, sources = load_train_data(config["TRAIN_DATA"], with_sources=True)
-    else:
-        rows, sources = data_prep.make_rows(data_prep.load_nli(config["NLI_DATA"]), config["HARD_NEGATIVES"],
-                                            with_sources=True)
-    batches = data_prep.sampled_batches(rows, sources, config["BATCH_SAMPLER"], config["BATCH_SIZE"], config["SEED"],
-                                        1, config["CLUSTERS"], config["MODEL_NAME"])  # the first epoch's
-    texts = list(dict.fromkeys(text for row in rows for text in row))
-    index, vectors = {text: i for i, text in enumerate(texts)}, start_embeddings(model, tuple(texts))
-    columns = [vectors[torch.tensor([index[row[j]] for row in rows])] for j in range(len(rows[0]))]  # (N, D) each
-    return samplers.false_negative_share(columns, batches)
 
 
 def check_args(args):
@@ -282,6 +252,9 @@ def main(argv=None):
                         "to take more than an hour")
     parser.add_argument("--report-test", action="store_true", help="--preset beir: the final run, scored on "
                         "qrels/test.tsv (never read otherwise)")
+    parser.add_argument("--records", default=None, help="keep a record of each finished run here (mnr/ledger.py) "
+                        "and restore runs from it instead of training them again (default: results/NAME/runs for a "
+                        "table in results/; none with --output-dir or --preset beir)")
     args = parse_flags(parser, argv)
     check_args(args)
     preset = PRESETS[args.preset]
@@ -300,13 +273,22 @@ def main(argv=None):
                                   args.max_pairs, args.yes, args.report_test, seeds)
         preset["command"] = shlex.join(sys.argv[1:] if argv is None else argv)
     os.makedirs(results_dir, exist_ok=True)
-
-    # 1. Mine and train every run, with every seed.
-    trained, commands = train_all(preset, model, models_dir, results_dir, seeds)
-
-    # 2. Score the start model and every trained one the same way; then mean and spread over the seeds.
     dev, test = sts.load_sts(preset["sts"], "dev"), sts.load_sts(preset["sts"], "test")
     task = retrieval_task(preset)
+    # A table of the repository's results/ keeps a record of each finished run (mnr/ledger.py): a sitting on
+    # another machine, with no output/ folder, restores them instead of training again.
+    runs_dir = args.records or (os.path.join(results_dir, records.RUNS) if not args.output_dir and
+                                args.preset != "beir" else None)
+    ledger = ledger_of(runs_dir, preset, model, dev, test, task) if runs_dir else None
+
+    # 1. Mine and train every run, with every seed (each scored and recorded as soon as it is trained).
+    trained, commands = train_all(preset, model, models_dir, results_dir, seeds, ledger)
+    sittings = records.machines(folder for _, folders, _, members in trained for runs in members for folder in runs)
+    if len(sittings) > 1:
+        preset = dict(preset, notes=[*preset.get("notes", []), "Runs trained over several sittings (records in "
+                                     f"{os.path.relpath(runs_dir, ROOT)}), on: " + "; ".join(sittings)])
+
+    # 2. Score the start model and every trained one the same way; then mean and spread over the seeds.
     rows = []
     for name, folders, run_commands, members in [("start model (untrained)", [model], [], None), *trained]:
         print(f"scoring {name} ({len(folders)} model(s))", flush=True)
@@ -326,21 +308,6 @@ def main(argv=None):
     report.write_results(args.preset, preset, rows, commands, model, seeds, results_dir, scoring_precision(preset))
     report.plot_curves([(name, folders[0]) for name, folders, _, members in trained if members[0] == folders[:1]],
                        os.path.join(results_dir, "curves.png"))  # a soup row has no curve of its own
-
-
-def compare_with_baseline(rows, baseline, metric="ndcg@10"):
-    """Each row's `metric` minus the baseline row's, with a paired bootstrap 95 % interval over the queries
-    (mnr/stats.py): a row's per-query score is its mean over the seeds, so the interval is about the queries and
-    the seed spread stays the ± next to it. An interval that excludes 0 is a difference these queries show."""
-    per_query = {r["run"]: [s["per_query"][metric] for s in r["per_seed"]]
-                 for r in rows if r["per_seed"] and "per_query" in r["per_seed"][0]}
-    if baseline not in per_query:
-        print(f"no run named {baseline!r} with per-query scores: no differences to it", flush=True)
-        return
-    for r in rows:
-        if r["run"] in per_query and r["run"] != baseline:
-            r[f"{metric}_delta"], low, high = paired_over_seeds(per_query[r["run"]], per_query[baseline])
-            r[f"{metric}_delta_ci95"] = [low, high]
 
 
 if __name__ == "__main__":

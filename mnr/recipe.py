@@ -270,7 +270,7 @@ def build(folder, model, models_dir, sts_folder, max_pairs=None, yes=False, repo
     sample = [(q, d, draw.choice(others)) for q, d in draw.sample(pairs, min(batch, len(pairs)))]
     max_length, said = max_length_rule(model, int(option(train, "--max-length", MAX_LENGTH)))
     print(said, flush=True)
-    step_seconds, text_seconds = measure(model, sample, batch, max_length)
+    step_seconds, text_seconds = measure(model, sample, batch, max_length, option(train, "--precision", "auto"))
     scored = len(queries) if report_test else data["dev_queries"]  # test's are not read before: at most all
     sts_texts = sum(2 * len(sts.load_sts(sts_folder, split)[0]) for split in ("dev", "test"))
     texts = texts_embedded(len(documents), len({q for q, _, _ in data["train"]}), scored, sts_texts, 1 + seeds)

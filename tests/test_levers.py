@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import shlex
+import shutil
 
 import pytest
 import torch
@@ -17,7 +18,8 @@ import compare_runs
 import data_prep
 import train_mnr
 from conftest import SAMPLE_DIR, commands_recorded, run_in_process, write_tsv
-from mnr import recipe, samplers
+from mnr import recipe, samplers, scores
+from mnr.presets import SOUP
 from mnr.errors import ConfigError
 from mnr.tables import load_train_data
 
@@ -397,6 +399,69 @@ def test_a_run_is_trained_again_when_its_table_is_mined_again(tmp_path, monkeypa
     assert all("--overwrite" in c for c in ran[3:])  # each replaces what it made before
     compare_runs.train_all(preset, "START-MODEL", models, str(tmp_path), seeds=2)  # and now reused again
     assert len(ran) == 6
+
+
+def fake_scripts(ran):
+    """subprocess.run for compare_runs: each script makes its product (a mined table, a model), as the real ones do,
+    and `ran` lists the commands."""
+    def run(command, **kwargs):
+        ran.append(command)
+        product = command[command.index("--output") + 1] if "--output" in command else os.path.join(
+            command[command.index("--output-dir") + 1], "model.safetensors")
+        os.makedirs(os.path.dirname(product), exist_ok=True)
+        with open(product, "w") as f:
+            f.write(command[-1])
+        with open(os.path.join(os.path.dirname(product), "train_log.jsonl"), "w") as f:
+            f.write(json.dumps({"step": 1, "loss": 1.0, "pairs_per_s": 10.0}) + "\n")
+        return type("Done", (), {"returncode": 0})()
+    return run
+
+
+def test_a_run_recorded_in_an_earlier_sitting_is_restored_not_trained(tmp_path, monkeypatch):
+    """A sitting with no output/ (another machine) restores each run from its record: same stamp, scores and log,
+    nothing trained or scored; a soup made again trains its runs again (it needs their weights); a run whose
+    command or code changed, or whose record is gone, trains."""
+    ran, scored = [], []
+    monkeypatch.setattr(compare_runs.subprocess, "run", fake_scripts(ran))
+    monkeypatch.setattr(scores, "load_encoder", lambda path: scored.append(path) or path)
+    monkeypatch.setattr(scores.sts, "evaluate", lambda encoder, *a, **kw: {"spearman": len(scored) / 10})
+    preset = scifact_rows("mnr", "mined-top100-epochs5", "mined-top100-epochs5-soup3")
+    runs_dir, models = str(tmp_path / "results" / "runs"), tmp_path / "models"
+    os.makedirs(tmp_path / "results")
+    def sitting():
+        ledger = compare_runs.ledger_of(runs_dir, preset, "START-MODEL", (), (), None)
+        return compare_runs.train_all(preset, "START-MODEL", str(models), str(tmp_path / "results"), 1, ledger)
+    def scripts(commands):
+        return [c[1] for c in commands]  # after the interpreter
+    def files(folder):
+        return {name: json.load(open(os.path.join(folder, name))) for name in ("command.json", "scores.json")} | {
+            "train_log.jsonl": open(os.path.join(folder, "train_log.jsonl")).read()}
+    trained, _ = sitting()
+    assert scripts(ran) == ["train_mnr.py", "mine_negatives.py", *["train_mnr.py"] * 3, SOUP]
+    assert len(scored) == 5 and sorted(os.listdir(runs_dir)) == sorted(
+        f"{n}.json" for n in ("mnr", "mined-top100-epochs5", "mined-top100-epochs5-seed43",
+                              "mined-top100-epochs5-seed44", "mined-top100-epochs5-soup3"))
+    first = {f: files(f) for _, folders, _, members in trained for f in [*folders, *sum(members, [])]}
+    assert all("machine" in f["command.json"] for f in first.values())
+    shutil.rmtree(models)  # the next sitting: a fresh clone, the records committed
+    del ran[:]
+    trained, _ = sitting()
+    assert scripts(ran) == ["mine_negatives.py"] and len(scored) == 5  # mined again (never recorded), no more
+    assert {f: files(f) for f in first} == first  # what the table reads, as the first sitting left it
+    assert not os.path.exists(models / "mnr" / "model.safetensors")
+    os.remove(os.path.join(runs_dir, "mined-top100-epochs5-soup3.json"))
+    shutil.rmtree(models)
+    del ran[:]
+    sitting()  # the soup is made again, from its runs' weights: they are trained again, the plain run is not
+    assert scripts(ran) == ["mine_negatives.py", *["train_mnr.py"] * 3, SOUP]
+    assert all("--overwrite" not in c for c in ran)  # a restored folder is cleared, not overwritten
+    del ran[:]
+    version = compare_runs.code_version
+    monkeypatch.setattr(compare_runs, "code_version", lambda files: "other" if files == ["train_mnr.py"]
+                        else version(files))  # the training code changed: no record serves, every run trains
+    shutil.rmtree(models)
+    sitting()
+    assert scripts(ran) == ["train_mnr.py", "mine_negatives.py", *["train_mnr.py"] * 3, SOUP]
 
 
 def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 import compare_runs
 import evaluate_sts
 from conftest import SAMPLE_DIR, commands_recorded, run_script
-from mnr import report
+from mnr import report, scores
 
 pytest.importorskip("sentence_transformers", reason="requirements-bench.txt is not installed")
 pytest.importorskip("accelerate", reason="requirements-bench.txt is not installed")
@@ -134,8 +134,8 @@ def test_compare_runs_presets_with_seeds_smoke(tmp_path, tiny_model_dir, small_e
 
 def test_compare_runs_scores_a_trained_model_once_until_model_code_or_data_change(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(compare_runs, "load_encoder", lambda path: calls.append(path) or path)
-    monkeypatch.setattr(compare_runs.sts, "evaluate", lambda encoder, *a, **kw: {"spearman": 0.5})
+    monkeypatch.setattr(scores, "load_encoder", lambda path: calls.append(path) or path)
+    monkeypatch.setattr(scores.sts, "evaluate", lambda encoder, *a, **kw: {"spearman": 0.5})
     out = tmp_path / "run"
     out.mkdir()
     (out / "command.json").write_text(json.dumps({"command": ["train_mnr.py"], "code": "a"}))
@@ -148,7 +148,7 @@ def test_compare_runs_scores_a_trained_model_once_until_model_code_or_data_chang
     (out / "command.json").write_text(json.dumps({"command": ["train_mnr.py", "--seed", "1"], "code": "a"}))
     compare_runs.score(str(out), dict(preset, sts="other-sts"), (), (), None)  # retrained: scored again
     assert len(calls) == 3
-    monkeypatch.setattr(compare_runs, "code_version", lambda files=None: "edited")  # scoring code changed
+    monkeypatch.setattr(scores, "code_version", lambda files=None: "edited")  # scoring code changed
     compare_runs.score(str(out), dict(preset, sts="other-sts"), (), (), None)
     assert len(calls) == 4
     compare_runs.score(str(tmp_path), preset, (), (), None)  # not trained here (no stamp): never cached
