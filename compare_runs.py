@@ -23,6 +23,8 @@ are in mnr/presets.py. A soup row (a preset's "soups") trains another row with m
 averages of its runs (benchmarks/model_soup.py), each model of the row from its own runs, so its ± is a spread too.
 A run whose output folder already holds a model trained with the same command by the same training code (a
 digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
+A table of results/ also keeps a record of each finished run (results/NAME/runs/, mnr/ledger.py): a sitting on a
+machine that kept no output/ folder restores those runs from their records instead of training them again.
 """
 import json
 import os
@@ -79,6 +81,8 @@ def run_once(command, out, log_path, product="model.safetensors", inputs=None, l
             if os.path.isfile(os.path.join(out, own)):
                 os.remove(os.path.join(out, own))
         replace = ["--overwrite"]  # the scripts refuse to replace a model or table without it
+    elif os.path.exists(os.path.join(out, outdir.IN_PROGRESS_LOG)):  # its training was cut (a sitting's end):
+        replace = ["--overwrite"]  # the folder is ours, what the cut run left in it goes (a live one holds the lock)
     with open(log_path, "w") as log:
         result = subprocess.run([sys.executable, *command, *replace], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     with open(log_path) as f:  # the log is a results file: no path of this machine in it
@@ -123,7 +127,7 @@ def foreign_files(folder):
         if os.path.isdir(path):
             return any(os.path.exists(os.path.join(path, f))
                        for f in ("command.json", outdir.MANIFEST, outdir.LOCK, recipe.SPLIT_FILE))
-        return entry in ("results.md", "results.json", "curves.png") or entry.endswith(".log")
+        return entry in ("results.md", "results.json", "curves.png", records.RUNS) or entry.endswith(".log")
     return sorted(e for e in os.listdir(folder) if not ours(e))
 
 

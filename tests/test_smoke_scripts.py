@@ -5,6 +5,8 @@ import gzip
 import json
 import os
 import re
+import shutil
+import sys
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from safetensors.torch import load_file
 import compare_runs
 import evaluate_sts
 from conftest import SAMPLE_DIR, commands_recorded, run_script
-from mnr import report, scores
+from mnr import outdir, report, scores
 
 pytest.importorskip("sentence_transformers", reason="requirements-bench.txt is not installed")
 pytest.importorskip("accelerate", reason="requirements-bench.txt is not installed")
@@ -82,6 +84,21 @@ def test_compare_runs_reuses_a_model_only_from_the_same_command_and_code(tmp_pat
     assert len(calls) == 3
 
 
+def test_compare_runs_trains_again_a_run_cut_short(tmp_path, monkeypatch):
+    """A run cut by a sitting's end leaves its in-progress log (no model): the next sitting replaces it, where
+    train_mnr.py alone refuses the folder without --overwrite."""
+    out = tmp_path / "run"
+    calls = commands_recorded(monkeypatch, compare_runs, out)
+    os.remove(out / "model.safetensors")
+    (out / outdir.IN_PROGRESS_LOG).write_text('{"step": 1, "loss": 1.0}\n')
+    compare_runs.run_once(["train_mnr.py"], str(out), str(tmp_path / "log"))
+    assert calls == [[sys.executable, "train_mnr.py", "--overwrite"]]
+    os.remove(out / outdir.IN_PROGRESS_LOG)
+    os.remove(out / "command.json")
+    compare_runs.run_once(["train_mnr.py", "--seed", "1"], str(out), str(tmp_path / "log"))  # nothing to replace
+    assert calls[-1] == [sys.executable, "train_mnr.py", "--seed", "1"]
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_profile_step_reports_where_the_time_goes(tiny_model_dir, nli_dir, attention):
     result = run_script("benchmarks/profile_step.py", "--model-name", tiny_model_dir, "--nli-data", nli_dir,
@@ -130,6 +147,37 @@ def test_compare_runs_presets_with_seeds_smoke(tmp_path, tiny_model_dir, small_e
         assert "rows written:" in table and not report.PROGRESS_BAR.search(table)  # the report, no bars
     else:
         assert all(f"sts_test@{d}" in rows[0] for d in (32, 16, 8)) and "STSb test @8" in table
+
+
+def test_compare_runs_table_from_records_equals_the_table_from_models(tmp_path, tiny_model_dir, small_eval,
+                                                                        monkeypatch):
+    """A second sitting with no models (another machine: a fresh folder) and the first sitting's --records makes
+    the same table (every figure, per seed, minutes included) without training or scoring a run again."""
+    preset = dict(compare_runs.PRESETS["matryoshka"], nli=os.path.join(SAMPLE_DIR, "nli"), dims=[32, 8],
+                  flags=["--eval-every", "2", "--max-steps", "3", "--batch-size", "8"], **small_eval,
+                  runs=[("MNR", "mnr", ["train_mnr.py"]),
+                        ("MNR + Matryoshka", "matryoshka", ["train_mnr.py", "--matryoshka-dims", "32,8"])])
+    monkeypatch.setitem(compare_runs.PRESETS, "matryoshka", preset)
+    records = tmp_path / "records"
+    def sitting(out):
+        compare_runs.main(["--preset", "matryoshka", "--model-name", tiny_model_dir, "--output-dir", str(out),
+                           "--seeds", "2", "--records", str(records)])
+        return [{k: v for k, v in row.items() if k != "models"} for row in json.load(open(out / "results.json"))]
+    first = sitting(tmp_path / "out")
+    assert sorted(os.listdir(records)) == ["matryoshka-seed43.json", "matryoshka.json", "mnr-seed43.json", "mnr.json"]
+    trained = []
+    real_run = compare_runs.subprocess.run
+    monkeypatch.setattr(compare_runs.subprocess, "run", lambda command, **kw: trained.append(command) or real_run(
+        command, **kw))
+    encoded = []
+    real_load = scores.load_encoder
+    monkeypatch.setattr(scores, "load_encoder", lambda path: encoded.append(path) or real_load(path))
+    curves = (tmp_path / "out" / "curves.png").exists()
+    shutil.rmtree(tmp_path / "out")  # the next sitting: the same command, on a machine that kept no models
+    assert sitting(tmp_path / "out") == first
+    assert trained == [] and encoded == [tiny_model_dir]  # only the start model is scored again
+    assert not os.path.exists(tmp_path / "out" / "mnr" / "model.safetensors")
+    assert (tmp_path / "out" / "curves.png").exists() == curves
 
 
 def test_compare_runs_scores_a_trained_model_once_until_model_code_or_data_change(tmp_path, monkeypatch):
