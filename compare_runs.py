@@ -26,6 +26,7 @@ digest of its files) is reused, so a table can be completed over more than one s
 A table of results/ also keeps a record of each finished run (results/NAME/runs/, mnr/ledger.py): a sitting on a
 machine that kept no output/ folder restores those runs from their records instead of training them again.
 """
+import functools
 import json
 import os
 import shlex
@@ -61,9 +62,10 @@ def made_here(out, made_by, product="model.safetensors"):
     return os.path.isfile(os.path.join(out, product)) and stamp_of(out) == made_by
 
 
-def run_once(command, out, log_path, product="model.safetensors", inputs=None, ledger=None):
+def run_once(command, out, log_path, product="model.safetensors", inputs=None, ledger=None, before=None):
     """Run one command (training, or mining with product=its file) unless `out` holds `product` made by the very
-    same command and the same code, from the same `inputs` where given, or `ledger` (records()) restores it."""
+    same command and the same code, from the same `inputs` where given, or `ledger` (ledger_of()) restores it;
+    `before()` first where it runs (the mining of the table it trains on)."""
     made_by = made_by_of(command, inputs)
     if made_here(out, made_by, product):
         print(f"reusing {os.path.relpath(os.path.join(ROOT, out), ROOT)}", flush=True)
@@ -73,6 +75,8 @@ def run_once(command, out, log_path, product="model.safetensors", inputs=None, l
     if ledger is not None and not os.path.lexists(os.path.join(out, product)) and ledger.restore(out, made_by):
         return None
     records.clear(out)  # restored from a record before: its run is trained for real now
+    if before is not None:
+        before()
     print("$ python " + shlex.join(command), flush=True)
     started = time.perf_counter()
     replace = []
@@ -131,15 +135,16 @@ def foreign_files(folder):
     return sorted(e for e in os.listdir(folder) if not ours(e))
 
 
-def train_seed(script, short, seed, common, data, models_dir, results_dir, inputs=None, ledger=None, weights=False):
+def train_seed(script, short, seed, common, data, models_dir, results_dir, inputs=None, ledger=None, weights=False,
+               before=None):
     """One run of a preset with one seed (unless already trained by the same command from the same `inputs`: its
-    mined table's stamp; or restored from its record, unless its `weights` are needed) -> (its folder as the
-    commands name it, relative to the repository, the command)."""
+    mined table's stamp; or restored from its record, unless its `weights` are needed; `before()` where it trains:
+    its mining) -> (its folder as the commands name it, relative to the repository, the command)."""
     out = os.path.join(models_dir, short if seed == 42 else f"{short}-seed{seed}")
     command = [script[0], *common, *data, *script[1:], *(["--seed", str(seed)] if seed != 42 else []),
                "--output-dir", out]  # the run's own flags after the shared ones: a run may override them
     run_once(command, out, os.path.join(results_dir, f"{os.path.basename(out)}.log"), inputs=inputs,
-             ledger=None if weights else ledger)
+             ledger=None if weights else ledger, before=before)
     if ledger is not None:
         ledger.keep(out)
     return out, command
@@ -169,23 +174,27 @@ def train_all(preset, model, models_dir, results_dir, seeds, ledger=None):
             trained.append((name, folders, run_commands, members))
             continue
         script = [model if flag == "START" else flag for flag in script]
-        run_commands, inputs = [], None
+        run_commands, inputs, mine = [], None, None
         if MINED in script:  # mine_negatives.py with the start model: the run's negatives, mined once for all seeds
             owner = preset["mine"][short] if isinstance(preset["mine"][short], str) else short  # or another run's
             mined = os.path.join(models_dir, f"{owner}-negatives")
             command = ["mine_negatives.py", "--model-name", model, *pairs, "--corpus", pairs[1],
                        "--output", os.path.join(mined, "negatives.tsv.gz"), *preset["mine"][owner]]
-            run_once(command, mined, os.path.join(results_dir, f"{owner}-mining.log"), product="negatives.tsv.gz")
+            # mined when a run trains on it (not when every run is reused or restored): a run's input is what
+            # will make the table (its stamp), so a table mined again by other code, under the same name,
+            # retrains the runs, though their commands are the same
+            mine = functools.partial(run_once, command, mined, os.path.join(results_dir, f"{owner}-mining.log"),
+                                     product="negatives.tsv.gz")
             commands += [] if command in commands else [command]
             run_commands.append(command)
-            # a table mined again (other code) keeps its name, the runs their commands: its stamp retrains them
-            inputs = [stamp_of(mined)]
+            inputs = [made_by_of(command)]
             script = [os.path.join(mined, "negatives.tsv.gz") if flag == MINED else flag for flag in script]
         data = [] if "--train-data" in script else pairs
-        made[short] = (script, common, data, list(run_commands), inputs)
+        made[short] = (script, common, data, list(run_commands), inputs, mine)
         folders = []
         for seed in range(42, 42 + seeds):
-            out, command = train_seed(script, short, seed, common, data, models_dir, results_dir, inputs, ledger)
+            out, command = train_seed(script, short, seed, common, data, models_dir, results_dir, inputs, ledger,
+                                      before=mine)
             folders.append(os.path.join(ROOT, out))
             commands.append(command)
             run_commands += [command] if seed == 42 else []
@@ -200,12 +209,12 @@ def soups(preset, short, script, made, seeds, models_dir, results_dir, ledger=No
     source, size = preset["soups"][short]
     if source not in made:
         raise ConfigError(f"soup row {short!r}: averages {source!r}, which must be a trained row listed before it")
-    train_script, common, data, mining, inputs = made[source]
+    train_script, common, data, mining, inputs, mine = made[source]
     folders, run_commands, members, every = [], list(mining), [], list(mining)
     for j in range(seeds):
         def train_runs(weights=False):
             return [train_seed(train_script, source, seed, common, data, models_dir, results_dir, inputs, ledger,
-                               weights) for seed in range(42 + j * size, 42 + (j + 1) * size)]
+                               weights, mine) for seed in range(42 + j * size, 42 + (j + 1) * size)]
         runs = train_runs()
         out = os.path.join(models_dir, short if j == 0 else f"{short}-{j + 1}")
         command = [script[0], *(folder for folder, _ in runs), "--output-dir", out]

@@ -208,6 +208,18 @@ def words_model_dir(tmp_path_factory, tiny_model_dir):
     return str(path)
 
 
+def runs_recorded(monkeypatch, module):
+    """`module`.run_once replaced by a recorder of the commands it would run, a run's mining (its `before`) first,
+    once, as the real run_once does (the second call is reused) -> the list of recorded commands."""
+    ran = []
+    def run_once(command, *args, before=None, **kwargs):
+        if before is not None and before.args[0] not in ran:
+            before()
+        ran.append(command)
+    monkeypatch.setattr(module, "run_once", run_once)
+    return ran
+
+
 def commands_recorded(monkeypatch, module, out):
     """`module`'s subprocess.run replaced by a recorder that succeeds at once, and `out` made a folder holding a
     model file: a run_once that would run its command only records it -> the list of recorded commands."""

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 import compare_runs
 import data_prep
 import train_mnr
-from conftest import SAMPLE_DIR, commands_recorded, run_in_process, write_tsv
+from conftest import SAMPLE_DIR, commands_recorded, run_in_process, runs_recorded, write_tsv
 from mnr import recipe, samplers, scores
 from mnr.presets import SOUP
 from mnr.errors import ConfigError
@@ -331,8 +331,7 @@ def scifact_rows(*shorts):
 def test_a_soup_row_averages_disjoint_seeds_and_lists_every_command(tmp_path, monkeypatch):
     """With --seeds 2 the scifact soup row trains the five-epoch row with seeds 42-47 (42-44 shared with that row)
     and makes two soups, of 42-44 and of 45-47; every command is run, and listed, once."""
-    ran = []
-    monkeypatch.setattr(compare_runs, "run_once", lambda command, *a, **kw: ran.append(command))
+    ran = runs_recorded(monkeypatch, compare_runs)
     preset = scifact_rows("mined-top100-epochs5", "mined-top100-epochs5-soup3")
     trained, commands = compare_runs.train_all(preset, "START-MODEL", "out", str(tmp_path), seeds=2)
     # each command listed once (seeds 42 and 43 are the plain row's and the soup's: trained once, reused after)
@@ -362,14 +361,15 @@ def test_a_soup_is_made_again_when_one_of_its_runs_is_trained_again(tmp_path, mo
     compare_runs.run_once(command, str(out), str(tmp_path / "log"), inputs=runs)
     compare_runs.run_once(command, str(out), str(tmp_path / "log"), inputs=runs)  # the same runs: reused
     assert len(calls) == 1
-    compare_runs.run_once(command, str(out), str(tmp_path / "log"), inputs=[runs[0], dict(runs[1], seconds=58.5)])
-    assert len(calls) == 2 and "--overwrite" in calls[-1]  # run-b trained again: the soup is made again, replaced
+    compare_runs.run_once(command, str(out), str(tmp_path / "log"), inputs=[runs[0], dict(runs[1], code="edited")])
+    assert len(calls) == 2 and "--overwrite" in calls[-1]  # run-b trained again, by other code: the soup is made
+    # again, replaced
     # compare_runs gives a soup its runs' stamps (read from each run's command.json)
     recorded = []
     monkeypatch.setattr(compare_runs, "run_once", lambda command, *a, **kw: recorded.append(kw.get("inputs")))
     preset = scifact_rows("mined-top100-epochs5", "mined-top100-epochs5-soup3")
     compare_runs.train_all(preset, "START-MODEL", str(tmp_path / "models"), str(tmp_path), seeds=1)
-    assert [len(inputs) if inputs else None for inputs in recorded] == [None, 1, 1, 1, 1, 3]  # mining, 4 runs, soup
+    assert [len(inputs) for inputs in recorded] == [1, 1, 1, 1, 3]  # 4 runs (their table's stamp), the soup
 
 
 def test_a_run_is_trained_again_when_its_table_is_mined_again(tmp_path, monkeypatch):
@@ -446,7 +446,7 @@ def test_a_run_recorded_in_an_earlier_sitting_is_restored_not_trained(tmp_path, 
     shutil.rmtree(models)  # the next sitting: a fresh clone, the records committed
     del ran[:]
     trained, _ = sitting()
-    assert scripts(ran) == ["mine_negatives.py"] and len(scored) == 5  # mined again (never recorded), no more
+    assert ran == [] and len(scored) == 5  # nothing trained, scored or mined (no run needs the table)
     assert {f: files(f) for f in first} == first  # what the table reads, as the first sitting left it
     assert not os.path.exists(models / "mnr" / "model.safetensors")
     os.remove(os.path.join(runs_dir, "mined-top100-epochs5-soup3.json"))
