@@ -4,6 +4,7 @@ share, and seconds-long versions of compare_runs.py's scifact and batch presets.
 Every sampler keeps the tutorial's rules (full batches, no text twice in a batch, one use of a row per epoch,
 seeded); clustered batches come from one k-means cluster, by-source batches from one source; resuming with
 another sampler is refused."""
+import glob
 import gzip
 import json
 import os
@@ -462,6 +463,30 @@ def test_a_run_recorded_in_an_earlier_sitting_is_restored_not_trained(tmp_path, 
     shutil.rmtree(models)
     sitting()
     assert scripts(ran) == ["train_mnr.py", "mine_negatives.py", *["train_mnr.py"] * 3, SOUP]
+
+
+def test_committed_records_are_portable_and_restore_as_recorded(tmp_path):
+    """The records committed with a table (results/NAME/runs/, what the next sitting restores the scifact table
+    from): paths as the results files show them (relative, $MINILM), the scores of the model they name, and a
+    folder restored from one records the same again."""
+    from mnr import ledger
+    from mnr.models import packaged_minilm
+    paths = sorted(glob.glob(os.path.join(compare_runs.ROOT, "results", "*", ledger.RUNS, "*.json")))
+    assert paths, "no records committed: the scifact table's records are in results/cpu-scifact/runs"
+    for path in paths:
+        record = json.load(open(path))
+        stamp = record["stamp"]
+        assert set(stamp) <= {*ledger.IDENTITY, "seconds", "machine"} and stamp["command"][0].endswith(".py")
+        assert not [arg for arg in stamp["command"] if arg.startswith(os.sep)]  # no path of the recording machine
+        assert os.path.basename(path) == os.path.basename(recipe.option(stamp["command"], "--output-dir")) + ".json"
+        key = record["scores"]["key"]
+        assert key["model"] == ledger.identity(stamp) and "ndcg@10" in record["scores"]["scores"]
+        def here(value):  # as this machine's run would have it
+            return json.loads(json.dumps(value).replace("$MINILM", packaged_minilm()))
+        folder = tmp_path / os.path.basename(path).removesuffix(".json")
+        ledger.restore(str(folder), record, here(ledger.identity(stamp)), here(key))
+        ledger.keep(str(folder), str(tmp_path / "again"), packaged_minilm())
+        assert json.load(open(tmp_path / "again" / os.path.basename(path))) == record
 
 
 def test_compare_runs_batch_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):
