@@ -66,15 +66,21 @@ def recorded(row):
     return mine, train, data, os.path.dirname(option(train, "--output-dir"))
 
 
+# The machine's flags, not the recipe's: the scifact preset pins its precision so that one table is made over
+# sittings on different CPUs (mnr/presets.py); a run of the recipe computes in what its own machine does best
+# (train_mnr.py's "auto": bf16 on CUDA and on CPUs with native bf16, else fp32).
+MACHINE_FLAGS = ("--precision",)
+
+
 def replay(commands, replacements):
     """Recorded commands with each argument in `replacements` (old -> new, a folder also as a path's start)
-    replaced: what the check compares the commands of a --preset beir run with."""
+    replaced, less the machine's flags: what the check compares the commands of a --preset beir run with."""
     def replaced(arg):
         for old, new in replacements.items():
             if arg == old or arg.startswith(old + "/"):
                 return new + arg[len(old):]
         return arg
-    return [[replaced(arg) for arg in command] for command in commands]
+    return [[replaced(arg) for arg in without(command, *MACHINE_FLAGS)] for command in commands]
 
 
 def preset(row, folder, split, sts_folder, max_length=None):
@@ -85,7 +91,7 @@ def preset(row, folder, split, sts_folder, max_length=None):
     if max_length is not None:  # in place, so a model of the recorded length replays the command as recorded
         train = [str(max_length) if i and train[i - 1] == "--max-length" else arg for i, arg in enumerate(train)]
     short = os.path.basename(option(train, "--output-dir"))
-    own = without(train, "--model-name", "--sts-data", "--output-dir")[1:]  # the order of the recorded command
+    own = without(train, "--model-name", "--sts-data", "--output-dir", *MACHINE_FLAGS)[1:]  # in recorded order
     cut = own.index("--train-data")
     mined = mine is not None
     script = [train[0], *(["--train-data", "MINED"] if mined else []), *own[cut + 2:]]
@@ -93,7 +99,8 @@ def preset(row, folder, split, sts_folder, max_length=None):
             "baseline": START, "sort": "ndcg@10", "columns": ["ndcg@10", "ndcg@10_delta", "mrr@10", "recall@100",
                                                               "sts_test"],
             "flags": own[:cut], "runs": [(row["run"], short, script)],
-            "mine": {short: without(mine, "--model-name", "--train-data", "--corpus", "--output")[1:]} if mined else {}}
+            "mine": {short: without(mine, "--model-name", "--train-data", "--corpus", "--output", *MACHINE_FLAGS)[1:]}
+            if mined else {}}
 
 
 def max_length_rule(model, recorded_length):
@@ -270,7 +277,7 @@ def build(folder, model, models_dir, sts_folder, max_pairs=None, yes=False, repo
     sample = [(q, d, draw.choice(others)) for q, d in draw.sample(pairs, min(batch, len(pairs)))]
     max_length, said = max_length_rule(model, int(option(train, "--max-length", MAX_LENGTH)))
     print(said, flush=True)
-    step_seconds, text_seconds = measure(model, sample, batch, max_length, option(train, "--precision", "auto"))
+    step_seconds, text_seconds = measure(model, sample, batch, max_length)  # "auto", as the run will train
     scored = len(queries) if report_test else data["dev_queries"]  # test's are not read before: at most all
     sts_texts = sum(2 * len(sts.load_sts(sts_folder, split)[0]) for split in ("dev", "test"))
     texts = texts_embedded(len(documents), len({q for q, _, _ in data["train"]}), scored, sts_texts, 1 + seeds)

@@ -30,6 +30,20 @@ def test_the_recipe_is_the_recorded_best_row_replayed_with_the_data_folder_repla
     assert "--range-max" in expected[0] and "../shared/data/beir/scifact" not in json.dumps(commands)
 
 
+def test_the_recipe_leaves_the_precision_to_the_machine(tmp_path, monkeypatch):
+    """The scifact preset pins --precision (one table over sittings on different CPUs): a recorded row with it
+    replays without it, so a run of the recipe trains in its machine's own "auto" (bf16 only where computed)."""
+    row = recipe.best_row()
+    pinned = dict(row, commands=[[*c[:-2], "--precision", "bf16", *c[-2:]] if c[0] == "train_mnr.py" else c
+                                 for c in row["commands"]])
+    ran = runs_recorded(monkeypatch, compare_runs)
+    compare_runs.train_all(recipe.preset(pinned, "my/beir-folder", "dev", "../shared/data/stsb"), "$MINILM",
+                           "output/compare-beir-mine", str(tmp_path), seeds=1)
+    assert ran[-1][0] == "train_mnr.py" and "--precision" not in ran[-1]
+    _, train, data, out = recipe.recorded(row)
+    assert ran == recipe.replay(pinned["commands"], {data: "my/beir-folder", out: "output/compare-beir-mine"})
+
+
 def test_max_length_is_the_start_models_own_else_the_recorded_one(tmp_path, tiny_model_dir, minilm_path):
     """The recorded 256 is all-MiniLM-L6-v2's own max_seq_length, not a SciFact length: a start model that declares
     another trains at its own, and the commands differ from the recorded ones in that value alone."""
