@@ -250,6 +250,23 @@ def check_args(args):
                               f"{foreign_files(args.output_dir)[0]}); give a new or empty folder")
 
 
+def table_row(name, folders, run_commands, members, preset, model, dev, test, task):
+    """One row of the table: each of its models scored alike, the mean and spread over them, what its training cost
+    and, for a batch preset, the false-negative share its first seed's batches hold."""
+    print(f"scoring {name} ({len(folders)} model(s))", flush=True)
+    per_seed = [score(path, preset, dev, test, task) for path in folders]
+    row = {"run": name, "models": [shown(path, model) for path in folders], "per_seed": per_seed,
+           "commands": [[shown(arg, model) for arg in command] for command in run_commands]}
+    for metric in (m for m in per_seed[0] if m != "per_query"):
+        row[metric], row[f"{metric}_std"] = mean_std([r[metric] for r in per_seed])
+    if members:  # trained here: what the training cost
+        row.update(report.training_cost(folders, members, model))
+    if preset.get("false_negatives") and run_commands:  # the batches of the first seed's training command
+        training = [c for c in run_commands if c[0] != SOUP]  # a soup row: its last run's batches
+        row["false_negative_share"] = false_negative_share(model, training[-1])
+    return row
+
+
 def main(argv=None):
     parser = new_parser(__doc__)
     parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="which table to make (default: cpu)")
@@ -302,20 +319,8 @@ def main(argv=None):
                                      f"{os.path.relpath(runs_dir, ROOT)}), on: " + "; ".join(sittings)])
 
     # 2. Score the start model and every trained one the same way; then mean and spread over the seeds.
-    rows = []
-    for name, folders, run_commands, members in [("start model (untrained)", [model], [], None), *trained]:
-        print(f"scoring {name} ({len(folders)} model(s))", flush=True)
-        per_seed = [score(path, preset, dev, test, task) for path in folders]
-        row = {"run": name, "models": [shown(path, model) for path in folders], "per_seed": per_seed,
-               "commands": [[shown(arg, model) for arg in command] for command in run_commands]}
-        for metric in (m for m in per_seed[0] if m != "per_query"):
-            row[metric], row[f"{metric}_std"] = mean_std([r[metric] for r in per_seed])
-        if members:  # trained here: what the training cost
-            row.update(report.training_cost(folders, members, model))
-        if preset.get("false_negatives") and run_commands:  # the batches of the first seed's training command
-            training = [c for c in run_commands if c[0] != SOUP]  # a soup row: its last run's batches
-            row["false_negative_share"] = false_negative_share(model, training[-1])
-        rows.append(row)
+    rows = [table_row(name, folders, run_commands, members, preset, model, dev, test, task)
+            for name, folders, run_commands, members in [("start model (untrained)", [model], [], None), *trained]]
     if preset.get("baseline"):
         compare_with_baseline(rows, preset["baseline"])
     report.write_results(args.preset, preset, rows, commands, model, seeds, results_dir, scoring_precision(preset))

@@ -2,7 +2,7 @@
 (command, code digest, inputs), how long it took and on which machine, its scores and its training log, but not
 the model. compare_runs.py writes a run's record as soon as the run is trained and scored.
 
-Why: a table may take longer than one sitting (the scifact preset: about 20 hours of CPU), and the machine of
+Why: a table may take longer than one sitting (the scifact preset: 36 trainings, hours of CPU), and the machine of
 the next sitting may keep nothing of output/ (a fresh clone, a CI-like box, a colleague's laptop). A run whose
 record says it was made by the same command, the same code and from the same inputs, and was scored by the same
 scoring code on the same data, is restored from its record instead of trained again: its folder gets the record's
