@@ -20,7 +20,9 @@ def test_smoke_runs_both_recipes_and_prints_their_phases(words_model_dir):
         cells = re.search(rf"^\| {side} \| (.*) \|$", out, re.M).group(1).split(" | ")
         mined, trained, scored, whole, rows, ndcg, recall = (float(cell.split()[0]) for cell in cells)
         assert 0 < rows <= TRAIN_PAIRS, cells  # a row per train pair at most: pairs left without a negative drop
-        assert 0 < mined < trained < scored <= whole, cells  # each phase ends after the one before
+        # each phase ends no earlier than the one before; the marks are rounded to 0.1 s, and scoring the
+        # sample with a tiny model can take less than that, so two marks may print equal
+        assert 0 < mined <= trained <= scored <= whole and mined < whole, cells
         assert 0 < ndcg <= 1 and 0 < recall <= 1, cells
     assert "--seed 7 --max-steps 2" in out  # the seed reaches ours's training; the library's script reads it too
     assert "mine_negatives.py" in out and "--range-max 100" in out and "evaluate_retrieval.py" in out, out
