@@ -249,7 +249,9 @@ def shrunk(runs, sizes):
     return [(name, short, [sizes.get(flag, flag) for flag in command]) for name, short, command in runs]
 
 
-def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch):
+def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch, capsys):
+    monkeypatch.setattr(compare_runs, "cpu_has_native_bf16", lambda: False)  # said at start on a CPU that emulates it
+    monkeypatch.setattr(compare_runs.torch.cuda, "is_available", lambda: False)
     folder = beir_folder(tmp_path / "beir")
     # The new paths: BEIR pairs, mined from the BEIR corpus once for two runs, GradCache, clustered batches (plain
     # and hardness-weighted training are the same paths as clustered's, tested in-process in test_hardness.py).
@@ -268,6 +270,8 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     out = tmp_path / "out"
     compare_runs.main(["--preset", "scifact", "--model-name", tiny_model_dir, "--output-dir", str(out),
                        "--seeds", "1"])
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].startswith("note: this preset computes its scoring in bf16")  # the shrunk runs' flags: no bf16
     rows = {r["run"]: r for r in json.load(open(out / "results.json"))}
     assert len(rows) == 7 and all(r["ndcg@10"] >= 0 and "recall@100" in r and "sts_test" in r for r in rows.values())
     # every row but plain MNR: its ndcg@10 difference to plain MNR over the same 6 dev queries, with an interval
@@ -321,6 +325,26 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     assert recipe.best_row(str(tmp_path / "recorded.json"))["run"] == epochs5_name
     assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 9  # header, rule, 7 rows
     assert "[95 % CI over queries]" in table and "Machine: " in table
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_a_preset_in_bf16_is_announced_where_the_cpu_emulates_bf16(native):
+    """The scifact preset pins bf16 (one table over several sittings): on a CPU without native bf16 each of its
+    steps is ~14x slower than fp32, which a user learns at start, with which of its runs and scoring it concerns."""
+    scifact = compare_runs.PRESETS["scifact"]
+    trained = [run for run in scifact["runs"] if run[1] not in scifact["soups"]]  # a soup row trains no run of its own
+    note = compare_runs.emulated_bf16(scifact, native=native)
+    assert note is None if native else note.startswith(f"note: this preset computes the training of {len(trained)} of "
+                                                       f"its {len(trained)} runs and its scoring in bf16")
+    # the precision preset: only its two bf16 runs; a preset in auto precision (fp32 where bf16 is emulated): nothing
+    note = compare_runs.emulated_bf16(compare_runs.PRESETS["precision"], native=native)
+    assert note is None if native else note.startswith("note: this preset computes the training of 2 of its 4 runs in")
+    assert compare_runs.emulated_bf16(compare_runs.PRESETS["negatives"], native=native) is None
+    every = len(compare_runs.PRESETS["negatives"]["runs"])  # its flags in bf16: each run's training, no scoring
+    forced = compare_runs.emulated_bf16(dict(compare_runs.PRESETS["negatives"], flags=["--precision", "bf16"]),
+                                        native=native)
+    assert forced is None if native else f"the training of {every} of its {every} runs in bf16" in forced
+    assert compare_runs.precision_of(["train_mnr.py", "--precision", "bf16", "--precision", "fp32"]) == "fp32"
 
 
 def scifact_rows(*shorts):
