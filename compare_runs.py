@@ -153,12 +153,13 @@ def train_seed(script, short, seed, common, data, models_dir, results_dir, input
     return out, command
 
 
-def train_all(preset, model, models_dir, results_dir, seeds, ledger=None):
+def train_all(preset, model, models_dir, results_dir, seeds, ledger=None, rows=None):
     """Mine what the runs need, then train every run with every seed -> [(run name, [folders], its first seed's
     mining and training commands, [each folder's trained runs]), ...], every command once. A soup row (preset
     "soups": {row: [another row, size]}) trains that row with size x seeds seeds and averages each `size`
     consecutive ones into one model (benchmarks/model_soup.py): its seeds' models come from disjoint seeds. With a
-    `ledger` (ledger_of()), each run is restored from its record where it has one, and recorded once finished."""
+    `ledger` (ledger_of()), each run is restored from its record where it has one, and recorded once finished.
+    `rows` (short names, --rows): only those rows, and the runs a soup row of them averages, train."""
     common = ["--model-name", model, "--sts-data", preset["sts"], *preset.get("flags", [])]
     # the pairs to train on and mine for, and the corpus to mine from: --train-data's own, or the NLI folder's
     pairs = ["--train-data", preset["train"]] if preset.get("train") else ["--nli-data", preset["nli"]]
@@ -171,6 +172,8 @@ def train_all(preset, model, models_dir, results_dir, seeds, ledger=None):
                 print("sentence-transformers is not installed (requirements-bench.txt): skipping its run")
                 continue
         if short in preset.get("soups", {}):
+            if rows is not None and short not in rows:
+                continue
             folders, run_commands, members, every = soups(preset, short, script, made, seeds, models_dir, results_dir,
                                                           ledger)
             commands += [command for command in every if command not in commands]
@@ -188,12 +191,14 @@ def train_all(preset, model, models_dir, results_dir, seeds, ledger=None):
             # retrains the runs, though their commands are the same
             mine = functools.partial(run_once, command, mined, os.path.join(results_dir, f"{owner}-mining.log"),
                                      product="negatives.tsv.gz")
-            commands += [] if command in commands else [command]
+            commands += [] if command in commands or (rows is not None and short not in rows) else [command]
             run_commands.append(command)
             inputs = [made_by_of(command)]
             script = [os.path.join(mined, "negatives.tsv.gz") if flag == MINED else flag for flag in script]
         data = [] if "--train-data" in script else pairs
         made[short] = (script, common, data, list(run_commands), inputs, mine)
+        if rows is not None and short not in rows:
+            continue  # not this sitting's (--rows); a soup row of it still trains the seeds it averages
         folders = []
         for seed in range(42, 42 + seeds):
             out, command = train_seed(script, short, seed, common, data, models_dir, results_dir, inputs, ledger,
@@ -260,6 +265,20 @@ def emulated_bf16(preset, native=None):
             "(README, \"Precision\"); runs restored from their records are not trained again")
 
 
+def chosen_rows(given, preset, preset_name):
+    """--rows ROW,ROW -> the set of those short names, each a row of `preset` (None: every row)."""
+    if given is None:
+        return None
+    shorts = [short for _, short, _ in preset["runs"]]
+    rows = {row.strip() for row in given.split(",") if row.strip()}
+    unknown = sorted(rows - set(shorts))
+    if unknown or not rows:
+        with exit_on_input_error():
+            raise ConfigError(f"--rows {given}: {'no row given' if not rows else 'no row ' + repr(unknown[0])} in the "
+                              f"{preset_name} preset; its rows: {', '.join(shorts)}")
+    return rows
+
+
 def check_args(args):
     """Refuse, before a folder is made, flags that would give no table (no seed: no rows) or a wrong one."""
     with exit_on_input_error():
@@ -310,6 +329,10 @@ def main(argv=None):
                         "to take more than an hour")
     parser.add_argument("--report-test", action="store_true", help="--preset beir: the final run, scored on "
                         "qrels/test.tsv (never read otherwise)")
+    parser.add_argument("--rows", default=None, help="train only these rows (the preset's short names, comma-"
+                        "separated; mnr/presets.py) and the runs a soup row among them averages, in a sitting too "
+                        "short for the whole preset; no table is written: a run without --rows reuses or restores "
+                        "them and writes it")
     parser.add_argument("--records", default=None, help="keep a record of each finished run here (mnr/ledger.py) "
                         "and restore runs from it instead of training them again (default: results/NAME/runs for a "
                         "table in results/; none with --output-dir or --preset beir)")
@@ -330,6 +353,7 @@ def main(argv=None):
                                   STS if os.path.isdir(STS) else SAMPLE_STS,
                                   args.max_pairs, args.yes, args.report_test, seeds)
         preset["command"] = shlex.join(sys.argv[1:] if argv is None else argv)
+    only = chosen_rows(args.rows, preset, args.preset)
     emulated = emulated_bf16(preset)
     if emulated:  # said before hours of slow steps, not after
         print(emulated, flush=True)
@@ -343,7 +367,11 @@ def main(argv=None):
     ledger = ledger_of(runs_dir, preset, model, dev, test, task) if runs_dir else None
 
     # 1. Mine and train every run, with every seed (each scored and recorded as soon as it is trained).
-    trained, commands = train_all(preset, model, models_dir, results_dir, seeds, ledger)
+    trained, commands = train_all(preset, model, models_dir, results_dir, seeds, ledger, only)
+    if only is not None:  # a part of the table: each run scored and recorded as it finished; a table needs every row
+        print(f"--rows: {', '.join(sorted(only))} trained (or restored); no table written: run again without --rows "
+              "to write it from every row", flush=True)
+        return
     sittings = records.machines(folder for _, folders, _, members in trained for runs in members for folder in runs)
     if len(sittings) > 1:
         preset = dict(preset, notes=[*preset.get("notes", []), "Runs trained over several sittings (records in "

@@ -376,6 +376,40 @@ def test_a_soup_row_averages_disjoint_seeds_and_lists_every_command(tmp_path, mo
     assert sorted(seed(c[c.index("--output-dir") + 1]) for c in trainings) == list(range(42, 48))
 
 
+def test_rows_trains_those_rows_and_the_runs_a_soup_among_them_averages(tmp_path, monkeypatch):
+    """--rows: a sitting too short for the whole preset trains a part of it (the scifact soup row first: its runs'
+    weights must be in one sitting): the rows named and the runs a soup among them averages, mined first; no
+    other row, and no table (a later run without --rows writes it from every row)."""
+    ran = runs_recorded(monkeypatch, compare_runs)
+    preset = scifact_rows("mnr", "mined-top100-hardness", "mined-top100-epochs5", "mined-top100-epochs5-soup3")
+    def outputs():
+        return [os.path.basename(c[c.index("--output-dir" if "--output-dir" in c else "--output") + 1]) for c in ran]
+    compare_runs.train_all(preset, "START-MODEL", "out", str(tmp_path), seeds=2, rows={"mined-top100-epochs5-soup3"})
+    runs = ["mined-top100-epochs5", *[f"mined-top100-epochs5-seed{seed}" for seed in range(43, 48)]]
+    assert outputs() == ["negatives.tsv.gz", *runs[:3], "mined-top100-epochs5-soup3", *runs[3:],
+                         "mined-top100-epochs5-soup3-2"]  # the soups' runs only: not the other rows
+    del ran[:]
+    compare_runs.train_all(preset, "START-MODEL", "out", str(tmp_path), seeds=2, rows={"mnr", "mined-top100-hardness"})
+    assert outputs() == ["mnr", "mnr-seed43", "negatives.tsv.gz", "mined-top100-hardness", "mined-top100-hardness-seed43"]
+    # main: an unknown row is refused at start, naming the preset's rows; a known one trains, then no table
+    with pytest.raises(SystemExit, match="1"):
+        compare_runs.main(["--preset", "scifact", "--rows", "mnr,soup", "--output-dir", str(tmp_path / "refused")])
+    assert not os.path.exists(tmp_path / "refused")
+
+
+def test_rows_writes_no_table(tmp_path, tiny_model_dir, small_sts, monkeypatch, capsys):
+    folder = beir_folder(tmp_path / "beir")
+    preset = dict(compare_runs.PRESETS["scifact"], train=folder, beir=[folder, "dev"], sts=small_sts)
+    monkeypatch.setitem(compare_runs.PRESETS, "scifact", preset)
+    asked = []
+    monkeypatch.setattr(compare_runs, "train_all", lambda *args: asked.append(args[-1]) or ([], []))
+    out = tmp_path / "out"
+    compare_runs.main(["--preset", "scifact", "--rows", "mnr, hardness", "--model-name", tiny_model_dir,
+                       "--output-dir", str(out)])
+    assert asked == [{"mnr", "hardness"}] and not os.path.exists(out / "results.md")
+    assert "--rows: hardness, mnr trained (or restored); no table written" in capsys.readouterr().out
+
+
 def test_a_soup_is_made_again_when_one_of_its_runs_is_trained_again(tmp_path, monkeypatch):
     """The soup's command names the same folders before and after a run is retrained: its runs' stamps decide."""
     out = tmp_path / "soup"
