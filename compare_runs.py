@@ -24,7 +24,8 @@ averages of its runs (benchmarks/model_soup.py), each model of the row from its 
 A run whose output folder already holds a model trained with the same command by the same training code (a
 digest of its files) is reused, so a table can be completed over more than one sitting; mined files likewise.
 A table of results/ also keeps a record of each finished run (results/NAME/runs/, mnr/ledger.py): a sitting on a
-machine that kept no output/ folder restores those runs from their records instead of training them again.
+machine that kept no output/ folder restores those runs from their records instead of training them again, and
+--rows ROW,ROW trains a part of a preset in a sitting too short for the rest (no table: a run without it writes it).
 """
 import functools
 import json
