@@ -36,8 +36,6 @@ import sys
 import time
 from types import SimpleNamespace
 
-import torch
-
 from mnr import ledger as records, outdir, recipe, report, sts
 from mnr.report import shown
 from mnr.errors import ConfigError, exit_on_input_error
@@ -46,7 +44,7 @@ from mnr.flags import new_parser, parse_flags
 from mnr.stats import mean_std
 from mnr.ledger import stamp_of
 from mnr.models import packaged_minilm
-from mnr.precision import cpu_has_native_bf16, cpu_info
+from mnr.sitting import chosen_rows, emulated_bf16  # what this sitting trains (--rows), and what it costs here
 from mnr.presets import MINED, PRESETS, SOUP, STS  # the tables of runs (mnr/presets.py): data, not code
 # how a preset's models are scored (mnr/scores.py)
 from mnr.scores import compare_with_baseline, false_negative_share, retrieval_task, score, score_key, scoring_precision
@@ -241,45 +239,6 @@ def soups(preset, short, script, made, seeds, models_dir, results_dir, ledger=No
     return folders, run_commands, members, every
 
 
-def precision_of(command):
-    """The --precision a command computes in: its last one (a run's own flags come after the preset's), else auto."""
-    values = [value for flag, value in zip(command, command[1:]) if flag == "--precision"]
-    return values[-1] if values else "auto"
-
-
-def emulated_bf16(preset, native=None):
-    """The line said at start where `preset` computes in bf16 (its runs' flags or its scoring) and this machine only
-    emulates bf16 (no CUDA, a CPU without AVX512-BF16 or AMX), else None. Emulated bf16 is an order of magnitude
-    slower than fp32 (README, "Precision"): the scifact preset's hours of runs would become days, unannounced.
-    Explicit bf16 is kept (a table in one precision); runs restored from their records do not train."""
-    if native is None:
-        native = torch.cuda.is_available() or cpu_has_native_bf16()
-    trained = [(short, script) for _, short, script in preset.get("runs", []) if short not in preset.get("soups", {})]
-    runs = [short for short, script in trained if precision_of([*preset.get("flags", []), *script]) == "bf16"]
-    scoring = preset.get("score_precision") == "bf16"
-    if native or not (runs or scoring):
-        return None
-    which = " and ".join(part for part in (runs and f"the training of {len(runs)} of its {len(trained)} runs",
-                                           scoring and "its scoring") if part)
-    return (f"note: this preset computes {which} in bf16 (--precision bf16), and this CPU ({cpu_info()[0] or 'unknown'}) "
-            "has no native bf16 (AVX512-BF16 or AMX): PyTorch emulates it, about 14x slower than fp32 where measured "
-            "(README, \"Precision\"); runs restored from their records are not trained again")
-
-
-def chosen_rows(given, preset, preset_name):
-    """--rows ROW,ROW -> the set of those short names, each a row of `preset` (None: every row)."""
-    if given is None:
-        return None
-    shorts = [short for _, short, _ in preset["runs"]]
-    rows = {row.strip() for row in given.split(",") if row.strip()}
-    unknown = sorted(rows - set(shorts))
-    if unknown or not rows:
-        with exit_on_input_error():
-            raise ConfigError(f"--rows {given}: {'no row given' if not rows else 'no row ' + repr(unknown[0])} in the "
-                              f"{preset_name} preset; its rows: {', '.join(shorts)}")
-    return rows
-
-
 def check_args(args):
     """Refuse, before a folder is made, flags that would give no table (no seed: no rows) or a wrong one."""
     with exit_on_input_error():
@@ -354,7 +313,8 @@ def main(argv=None):
                                   STS if os.path.isdir(STS) else SAMPLE_STS,
                                   args.max_pairs, args.yes, args.report_test, seeds)
         preset["command"] = shlex.join(sys.argv[1:] if argv is None else argv)
-    only = chosen_rows(args.rows, preset, args.preset)
+    with exit_on_input_error():
+        only = chosen_rows(args.rows, preset, args.preset)
     emulated = emulated_bf16(preset)
     if emulated:  # said before hours of slow steps, not after
         print(emulated, flush=True)

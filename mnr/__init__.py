@@ -30,5 +30,6 @@
   report.py       compare_runs' table, machine line, training speed and loss curves; a benchmark's RESULTS.md section
   presets.py      compare_runs' presets: each table's runs, data and shared flags (data, not code)
   recipe.py       compare_runs --preset beir: the scifact recipe replayed on any BEIR folder, its time said first
+  sitting.py      compare_runs: the rows a sitting trains (--rows), and bf16 said at start where the CPU emulates it
   measure.py      a training command run in a fresh process and measured (the benchmarks)
 """

@@ -19,7 +19,7 @@ import compare_runs
 import data_prep
 import train_mnr
 from conftest import SAMPLE_DIR, commands_recorded, run_in_process, runs_recorded, write_tsv
-from mnr import recipe, samplers, scores
+from mnr import recipe, samplers, scores, sitting
 from mnr.presets import SOUP
 from mnr.errors import ConfigError
 from mnr.tables import load_train_data
@@ -250,8 +250,8 @@ def shrunk(runs, sizes):
 
 
 def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeypatch, capsys):
-    monkeypatch.setattr(compare_runs, "cpu_has_native_bf16", lambda: False)  # said at start on a CPU that emulates it
-    monkeypatch.setattr(compare_runs.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sitting, "cpu_has_native_bf16", lambda: False)  # said at start on a CPU that emulates it
+    monkeypatch.setattr(sitting.torch.cuda, "is_available", lambda: False)
     folder = beir_folder(tmp_path / "beir")
     # The new paths: BEIR pairs, mined from the BEIR corpus once for two runs, GradCache, clustered batches (plain
     # and hardness-weighted training are the same paths as clustered's, tested in-process in test_hardness.py).
@@ -333,18 +333,18 @@ def test_a_preset_in_bf16_is_announced_where_the_cpu_emulates_bf16(native):
     steps is ~14x slower than fp32, which a user learns at start, with which of its runs and scoring it concerns."""
     scifact = compare_runs.PRESETS["scifact"]
     trained = [run for run in scifact["runs"] if run[1] not in scifact["soups"]]  # a soup row trains no run of its own
-    note = compare_runs.emulated_bf16(scifact, native=native)
+    note = sitting.emulated_bf16(scifact, native=native)
     assert note is None if native else note.startswith(f"note: this preset computes the training of {len(trained)} of "
                                                        f"its {len(trained)} runs and its scoring in bf16")
     # the precision preset: only its two bf16 runs; a preset in auto precision (fp32 where bf16 is emulated): nothing
-    note = compare_runs.emulated_bf16(compare_runs.PRESETS["precision"], native=native)
+    note = sitting.emulated_bf16(compare_runs.PRESETS["precision"], native=native)
     assert note is None if native else note.startswith("note: this preset computes the training of 2 of its 4 runs in")
-    assert compare_runs.emulated_bf16(compare_runs.PRESETS["negatives"], native=native) is None
+    assert sitting.emulated_bf16(compare_runs.PRESETS["negatives"], native=native) is None
     every = len(compare_runs.PRESETS["negatives"]["runs"])  # its flags in bf16: each run's training, no scoring
-    forced = compare_runs.emulated_bf16(dict(compare_runs.PRESETS["negatives"], flags=["--precision", "bf16"]),
+    forced = sitting.emulated_bf16(dict(compare_runs.PRESETS["negatives"], flags=["--precision", "bf16"]),
                                         native=native)
     assert forced is None if native else f"the training of {every} of its {every} runs in bf16" in forced
-    assert compare_runs.precision_of(["train_mnr.py", "--precision", "bf16", "--precision", "fp32"]) == "fp32"
+    assert sitting.precision_of(["train_mnr.py", "--precision", "bf16", "--precision", "fp32"]) == "fp32"
 
 
 def scifact_rows(*shorts):
