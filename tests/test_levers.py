@@ -288,11 +288,13 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     larger = rows["+ 1 mined negative, batch 128 through GradCache, lr 2e-4"]
     assert [c[0] for c in mined["commands"]] == ["mine_negatives.py", "train_mnr.py"]
     assert mined["commands"][0] == larger["commands"][0]  # mined once, for both runs
-    assert mined["commands"][0][mined["commands"][0].index("--corpus") + 1] == folder
+    def shown(path):  # as results files show a path: relative to the repository (a folder beside it: ../)
+        return compare_runs.shown(str(path), None)
+    assert mined["commands"][0][mined["commands"][0].index("--corpus") + 1] == shown(folder)
     config = json.load(open(out / "mined-batch128" / "training_config.json"))
     assert (config["BATCH_SIZE"], config["MINI_BATCH_SIZE"]) == (8, 4)  # the run's own batch, not the preset's
     clustered = rows["+ clustered batches (TAS-B)"]["commands"]
-    assert len(clustered) == 1 and clustered[0][clustered[0].index("--train-data") + 1] == folder
+    assert len(clustered) == 1 and clustered[0][clustered[0].index("--train-data") + 1] == shown(folder)
     config = json.load(open(out / "clustered" / "training_config.json"))
     assert config["BATCH_SAMPLER"] == "clustered" and config["MAX_LENGTH"] == 64
     assert config["EPOCHS"] == 3  # the preset's flag
@@ -306,8 +308,8 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
     assert [c[0] for c in soup["commands"]] == ["mine_negatives.py", *["train_mnr.py"] * 3, "benchmarks/model_soup.py"]
     assert soup["commands"][0] == epochs5[0] and soup["commands"][1] == epochs5[1]  # mined once, seed 42 trained once
     runs = [out / "mined-top100-epochs5", out / "mined-top100-epochs5-seed43", out / "mined-top100-epochs5-seed44"]
-    assert soup["commands"][-1][1:4] == [str(run) for run in runs]
-    assert soup["averages"] == [[str(run) for run in runs]] and "averages" not in rows[epochs5_name]
+    assert soup["commands"][-1][1:4] == [shown(run) for run in runs]
+    assert soup["averages"] == [[shown(run) for run in runs]] and "averages" not in rows[epochs5_name]
     weights = [load_file(run / "model.safetensors") for run in runs]
     for tensor_name, tensor in load_file(out / "mined-top100-epochs5-soup3" / "model.safetensors").items():
         if tensor.is_floating_point():
@@ -323,7 +325,7 @@ def test_compare_runs_scifact_smoke(tmp_path, tiny_model_dir, small_sts, monkeyp
         row["ndcg@10"] = 1.0 if row["run"] == soup["run"] else 0.5 if row["run"] == epochs5_name else 0.0
     json.dump(results, open(tmp_path / "recorded.json", "w"))
     assert recipe.best_row(str(tmp_path / "recorded.json"))["run"] == epochs5_name
-    assert f"Retrieval: {folder} dev" in table and table.count("\n| ") == 9  # header, rule, 7 rows
+    assert f"Retrieval: {shown(folder)} dev" in table and table.count("\n| ") == 9  # header, rule, 7 rows
     assert "[95 % CI over queries]" in table and "Machine: " in table
 
 
