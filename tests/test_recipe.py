@@ -197,7 +197,7 @@ def test_the_recipe_on_the_shipped_sample_folder(tmp_path, monkeypatch, capsys, 
     said = capsys.readouterr().out
     assert said.count("reusing ") == 1 and "$ python" not in said  # nothing mined or trained again (the run is
     assert "--report-test: scoring" in said                        # reused: its table is not needed)
-    assert f"{folder} test" in open(out / "results.md").read()
+    assert f"{compare_runs.shown(str(folder), None)} test" in open(out / "results.md").read()
     assert len(json.load(open(out / "results.json"))[0]["per_seed"][0]["per_query"]["ndcg@10"]) == len(
         {q for q, _ in beir.read_qrels(str(folder), "test")})
 
