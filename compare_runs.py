@@ -170,8 +170,9 @@ def train_all(preset, model, models_dir, results_dir, seeds, ledger=None, rows=N
             except ImportError:
                 print("sentence-transformers is not installed (requirements-bench.txt): skipping its run")
                 continue
+        here = rows is None or short in rows  # trained in this sitting (--rows); else only prepared for its soups
         if short in preset.get("soups", {}):
-            if rows is not None and short not in rows:
+            if not here:
                 continue
             folders, run_commands, members, every = soups(preset, short, script, made, seeds, models_dir, results_dir,
                                                           ledger)
@@ -190,14 +191,14 @@ def train_all(preset, model, models_dir, results_dir, seeds, ledger=None, rows=N
             # retrains the runs, though their commands are the same
             mine = functools.partial(run_once, command, mined, os.path.join(results_dir, f"{owner}-mining.log"),
                                      product="negatives.tsv.gz")
-            commands += [] if command in commands or (rows is not None and short not in rows) else [command]
+            commands += [command] if here and command not in commands else []
             run_commands.append(command)
             inputs = [made_by_of(command)]
             script = [os.path.join(mined, "negatives.tsv.gz") if flag == MINED else flag for flag in script]
         data = [] if "--train-data" in script else pairs
         made[short] = (script, common, data, list(run_commands), inputs, mine)
-        if rows is not None and short not in rows:
-            continue  # not this sitting's (--rows); a soup row of it still trains the seeds it averages
+        if not here:
+            continue  # a soup row of it still trains the seeds it averages
         folders = []
         for seed in range(42, 42 + seeds):
             out, command = train_seed(script, short, seed, common, data, models_dir, results_dir, inputs, ledger,
@@ -274,7 +275,8 @@ def table_row(name, folders, run_commands, members, preset, model, dev, test, ta
     return row
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line, its flags checked (check_args) before anything is made."""
     parser = new_parser(__doc__)
     parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="which table to make (default: cpu)")
     parser.add_argument("--model-name", default=None, help="start model (default: the preset's; MiniLM on the CPU ones)")
@@ -298,6 +300,11 @@ def main(argv=None):
                         "table in results/; none with --output-dir or --preset beir)")
     args = parse_flags(parser, argv)
     check_args(args)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     preset = PRESETS[args.preset]
     seeds = args.seeds or preset.get("seeds", 1)
     model = args.model_name or preset.get("model") or packaged_minilm()

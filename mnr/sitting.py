@@ -7,12 +7,7 @@ import torch
 
 from mnr.errors import ConfigError
 from mnr.precision import cpu_has_native_bf16, cpu_info
-
-
-def precision_of(command):
-    """The --precision a command computes in: its last one (a run's own flags come after the preset's), else auto."""
-    values = [value for flag, value in zip(command, command[1:]) if flag == "--precision"]
-    return values[-1] if values else "auto"
+from mnr.recipe import option
 
 
 def emulated_bf16(preset, native=None):
@@ -23,7 +18,8 @@ def emulated_bf16(preset, native=None):
     if native is None:
         native = torch.cuda.is_available() or cpu_has_native_bf16()
     trained = [(short, script) for _, short, script in preset.get("runs", []) if short not in preset.get("soups", {})]
-    runs = [short for short, script in trained if precision_of([*preset.get("flags", []), *script]) == "bf16"]
+    # a run's own flags come after the preset's: its last --precision is the one it computes in
+    runs = [short for short, script in trained if option([*preset.get("flags", []), *script], "--precision") == "bf16"]
     scoring = preset.get("score_precision") == "bf16"
     if native or not (runs or scoring):
         return None

@@ -346,7 +346,7 @@ def test_a_preset_in_bf16_is_announced_where_the_cpu_emulates_bf16(native):
     forced = sitting.emulated_bf16(dict(compare_runs.PRESETS["negatives"], flags=["--precision", "bf16"]),
                                         native=native)
     assert forced is None if native else f"the training of {every} of its {every} runs in bf16" in forced
-    assert sitting.precision_of(["train_mnr.py", "--precision", "bf16", "--precision", "fp32"]) == "fp32"
+    assert recipe.option(["train_mnr.py", "--precision", "bf16", "--precision", "fp32"], "--precision") == "fp32"
 
 
 def scifact_rows(*shorts):
